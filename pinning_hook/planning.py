@@ -1,0 +1,92 @@
+"""Planning: which host CPUs each vCPU may run on.
+
+Planning is pure. It takes the parsed pin list, the domain's vCPU count and
+the host CPUs that pins may use, and returns a Plan. An entry that cannot be
+honoured is dropped with a Problem, and its vCPU floats: it keeps the pin
+the domain already had, or else runs on any available host CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from pinning_hook.cpusets import format_cpuset
+from pinning_hook.pinlist import PinEntry, quote
+from pinning_hook.problems import Problem
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The cpuset of every pinned vCPU, and what went wrong on the way."""
+
+    # Number of vCPUs in the domain: the `<vcpu>` value, the maximum when
+    # vCPU hotplug is configured.
+    vcpu_count: int
+    # Host CPUs that a pin may use; a floating vCPU runs on all of them.
+    available: frozenset[int]
+    # vCPU -> host CPUs, in vCPU order, for every vCPU that gets a `<vcpupin>`.
+    pins: Mapping[int, frozenset[int]]
+    problems: tuple[Problem, ...] = ()
+
+    def affinity(self, vcpu: int) -> frozenset[int]:
+        """Return the host CPUs the vCPU will run on: its pin, or all available CPUs."""
+        return self.pins.get(vcpu, self.available)
+
+
+def plan_pins(
+    entries: Iterable[PinEntry],
+    *,
+    vcpu_count: int,
+    available: frozenset[int],
+    existing_pins: Mapping[int, frozenset[int]] | None = None,
+) -> Plan:
+    """Check each entry against the domain and the host, and build the Plan.
+
+    `existing_pins` are the `<vcpupin>` elements the domain already has.
+    They stay for every vCPU the entries do not pin successfully.
+    """
+    pins = dict(existing_pins or {})
+    problems: list[Problem] = []
+
+    for entry in entries:
+        problem = check_entry(entry, vcpu_count=vcpu_count, available=available)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        pins[entry.vcpu] = entry.cpus
+
+    ordered = {vcpu: pins[vcpu] for vcpu in sorted(pins)}
+    return Plan(vcpu_count=vcpu_count, available=available, pins=ordered, problems=tuple(problems))
+
+
+def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) -> Problem | None:
+    """Return the Problem that keeps the entry from being applied, if any."""
+    floating = f"vCPU {entry.vcpu} floats over {format_cpuset(available)}"
+
+    if entry.vcpu >= vcpu_count:
+        return Problem(
+            code="vcpu-out-of-range",
+            message=f"impossible to pin {entry.vcpu} on VM where we have only {vcpu_count}",
+            hint=f"entry {quote(entry.text)} is ignored; this VM's vCPUs are 0-{vcpu_count - 1}",
+            entry=entry.text,
+            vcpu=entry.vcpu,
+        )
+
+    missing = entry.cpus - available
+    if missing:
+        return Problem(
+            code="cpu-not-available",
+            message=f"impossible to pin {min(missing)} on host where we have only {describe_cpus(available)}",
+            hint=f"entry {quote(entry.text)} is ignored and {floating}; pin it to one of {format_cpuset(available)}",
+            entry=entry.text,
+            vcpu=entry.vcpu,
+        )
+    return None
+
+
+def describe_cpus(cpus: frozenset[int]) -> str:
+    """Describe a set of host CPUs by their count, listing them unless they are 0..count-1."""
+    if cpus == frozenset(range(len(cpus))):
+        return str(len(cpus))
+    return f"{len(cpus)} ({format_cpuset(cpus)})"

@@ -1,0 +1,240 @@
+"""The parts of a VirtualMachineInstance (VMI) that pinning depends on.
+
+virt-launcher sends the whole VMI as JSON. Only its identity, the pin list
+and the CPU settings matter here; everything else is ignored. Wrong types
+raise InvalidInput that names the JSON path, so a typo in a manifest is
+reported instead of silently leaving the VM unpinned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pinning_hook.errors import InvalidInput
+from pinning_hook.problems import Problem
+
+PIN_LIST_ANNOTATION = "cpu-pinning.vm.kubevirt.io/pinning"
+# The pin-list field of KubeVirt builds that carry it. Upstream KubeVirt
+# prunes unknown spec fields, hence the annotation.
+PIN_LIST_FIELD = "spec.domain.cpu.pinning"
+
+PIN_LIST_SHAPE = 'a JSON list of strings, such as ["0-2", "1-3"]'
+
+# The largest VMI JSON accepted. A VMI is a few KiB, and tens of KiB with
+# many disks, networks and annotations.
+MAX_VMI_JSON_BYTES = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuTopology:
+    """The guest CPU topology from `spec.domain.cpu`."""
+
+    sockets: int = 1
+    cores: int = 1
+    threads: int = 1
+    # Set when vCPU hotplug is configured: the domain then has
+    # max_sockets * cores * threads vCPUs, some of them offline.
+    max_sockets: int | None = None
+
+    @property
+    def vcpu_count(self) -> int:
+        return (self.max_sockets or self.sockets) * self.cores * self.threads
+
+
+@dataclasses.dataclass(frozen=True)
+class Vmi:
+    """The fields of one VMI that pinning depends on."""
+
+    namespace: str
+    name: str
+    uid: str
+    # The pin-list entries as written, or None when the VMI has no pin list.
+    pin_list: tuple[str, ...] | None
+    # Source of pin_list: PIN_LIST_ANNOTATION or PIN_LIST_FIELD.
+    pin_list_source: str | None
+    dedicated_cpu_placement: bool
+    topology: CpuTopology
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def reference(self) -> str:
+        """The VMI as `namespace/name`, the way kubectl and KubeVirt name it."""
+        return f"{self.namespace}/{self.name}"
+
+
+def parse_vmi_json(data: bytes) -> Vmi:
+    """Decode the VMI JSON that virt-launcher sends and read it."""
+    if len(data) > MAX_VMI_JSON_BYTES:
+        raise InvalidInput(f"the VMI is {len(data)} bytes, above the limit of {MAX_VMI_JSON_BYTES} bytes")
+    if not data.strip():
+        raise InvalidInput("the VMI is empty; virt-launcher sends the VirtualMachineInstance as JSON")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"the VMI is not UTF-8: invalid byte at offset {error.start}") from error
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"the VMI is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from error
+    return read_vmi(document)
+
+
+def read_vmi(document: object) -> Vmi:
+    """Read a VMI, or a VirtualMachine's template, already decoded from JSON or YAML."""
+    vmi = _mapping(document, "the VMI")
+    if vmi.get("kind") == "VirtualMachine":
+        vmi = _vmi_from_virtual_machine(vmi)
+
+    metadata = _mapping(vmi.get("metadata", {}), "metadata")
+    annotations = _mapping(metadata.get("annotations") or {}, "metadata.annotations")
+    spec = _mapping(vmi.get("spec", {}), "spec")
+    domain = _mapping(spec.get("domain", {}), "spec.domain")
+    cpu = _mapping(domain.get("cpu") or {}, "spec.domain.cpu")
+
+    from_annotation = _pin_list_from_annotation(annotations)
+    from_field = _pin_list_from_field(cpu)
+    problems: list[Problem] = []
+    if from_annotation is not None and from_field is not None:
+        problems.append(
+            Problem(
+                code="two-pin-lists",
+                message=f"both the annotation {PIN_LIST_ANNOTATION} and {PIN_LIST_FIELD} set a pin list; "
+                "the annotation wins",
+                hint=f"remove one of them; {PIN_LIST_FIELD} is ignored",
+            )
+        )
+
+    if from_annotation is not None:
+        pin_list, source = from_annotation, PIN_LIST_ANNOTATION
+    elif from_field is not None:
+        pin_list, source = from_field, PIN_LIST_FIELD
+    else:
+        pin_list, source = None, None
+
+    return Vmi(
+        namespace=_string(metadata.get("namespace", ""), "metadata.namespace"),
+        name=_string(metadata.get("name", ""), "metadata.name"),
+        uid=_string(metadata.get("uid", ""), "metadata.uid"),
+        pin_list=pin_list,
+        pin_list_source=source,
+        dedicated_cpu_placement=cpu.get("dedicatedCpuPlacement") is True,
+        topology=_topology(cpu, domain),
+        problems=tuple(problems),
+    )
+
+
+def _vmi_from_virtual_machine(vm: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Build the VMI that a VirtualMachine's template describes.
+
+    The template carries the annotations and the spec; the VirtualMachine's
+    own metadata gives the namespace and name, as KubeVirt does.
+    """
+    spec = _mapping(vm.get("spec", {}), "spec")
+    template = _mapping(spec.get("template", {}), "spec.template")
+    outer = _mapping(vm.get("metadata", {}), "metadata")
+    inner = _mapping(template.get("metadata") or {}, "spec.template.metadata")
+    identity = {key: outer[key] for key in ("namespace", "name", "uid") if key in outer}
+    return {"metadata": {**inner, **identity}, "spec": template.get("spec", {})}
+
+
+def _pin_list_from_annotation(annotations: Mapping[str, Any]) -> tuple[str, ...] | None:
+    if PIN_LIST_ANNOTATION not in annotations:
+        return None
+    value = annotations[PIN_LIST_ANNOTATION]
+    where = f"the annotation {PIN_LIST_ANNOTATION}"
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where} must be a string holding {PIN_LIST_SHAPE}, not {type(value).__name__}")
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"{where} is not valid JSON ({error.msg} at column {error.colno}); expected {PIN_LIST_SHAPE}"
+        ) from error
+    return _string_list(decoded, where)
+
+
+def _pin_list_from_field(cpu: Mapping[str, Any]) -> tuple[str, ...] | None:
+    if "pinning" not in cpu:
+        return None
+    return _string_list(cpu["pinning"], PIN_LIST_FIELD)
+
+
+def _string_list(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InvalidInput(f"{where} must be {PIN_LIST_SHAPE}, not a JSON {_json_type(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidInput(
+                f"{where} must be {PIN_LIST_SHAPE}, but item {index} is a JSON {_json_type(item)}: {item!r:.40}"
+            )
+    return tuple(value)
+
+
+def _topology(cpu: Mapping[str, Any], domain: Mapping[str, Any]) -> CpuTopology:
+    counts = {}
+    for key in ("sockets", "cores", "threads", "maxSockets"):
+        if key in cpu and cpu[key] is not None:
+            counts[key] = _positive_int(cpu[key], f"spec.domain.cpu.{key}")
+
+    if not counts.keys() & {"sockets", "cores", "threads"}:
+        # Without a topology, KubeVirt gives the VM one core per requested CPU.
+        cores = _cores_from_resources(domain)
+        if cores is not None:
+            counts["cores"] = cores
+
+    return CpuTopology(
+        sockets=counts.get("sockets", 1),
+        cores=counts.get("cores", 1),
+        threads=counts.get("threads", 1),
+        max_sockets=counts.get("maxSockets"),
+    )
+
+
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m?)")
+
+
+def _cores_from_resources(domain: Mapping[str, Any]) -> int | None:
+    resources = _mapping(domain.get("resources") or {}, "spec.domain.resources")
+    for kind in ("limits", "requests"):
+        values = _mapping(resources.get(kind) or {}, f"spec.domain.resources.{kind}")
+        quantity = values.get("cpu")
+        if quantity is None:
+            continue
+        match = _QUANTITY.fullmatch(str(quantity))
+        if match is None:
+            raise InvalidInput(
+                f"spec.domain.resources.{kind}.cpu {quantity!r} is not a CPU quantity such as '2' or '500m'"
+            )
+        number = float(match.group(1)) / (1000 if match.group(2) else 1)
+        return max(1, math.ceil(number))
+    return None
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where} must be a JSON object, not a JSON {_json_type(value)}")
+    return value
+
+
+def _string(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where} must be a string, not a JSON {_json_type(value)}")
+    return value
+
+
+def _positive_int(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{where} must be a positive integer, not {value!r:.40}")
+    return value
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
