@@ -1,0 +1,198 @@
+"""The `pinning-hook` command: `serve` for the sidecar, `plan` for people.
+
+Both subcommands are thin: `serve` hands its settings to `server.serve`, and
+`plan` runs the same `rewrite.rewrite_domain` that OnDefineDomain runs.
+Exit codes: 0 success, 1 the sidecar cannot run here, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from pinning_hook import __version__, hostcpus, logs
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_CANNOT_RUN = 1
+EXIT_INVALID_INPUT = 2
+
+# virt-launcher tells sockets apart by file name, so two sidecars in one
+# pod need two names. The container name (hook-sidecar-0, hook-sidecar-1,
+# ...) is unique in the pod: put it in CONTAINER_NAME, or pass --socket-name.
+CONTAINER_NAME_ENV = "CONTAINER_NAME"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pinning-hook",
+        description="KubeVirt hook sidecar that pins each vCPU to the host CPU the user names.",
+    )
+    parser.add_argument("--release", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve KubeVirt's hook API on a unix socket")
+    serve.add_argument(
+        "--socket-dir",
+        type=pathlib.Path,
+        default=pathlib.Path("/var/run/kubevirt-hooks"),
+        help="directory for the socket, the one virt-launcher scans (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--socket-name",
+        help=f"socket file name (default: pinning-hook-${CONTAINER_NAME_ENV}.sock, or pinning-hook.sock "
+        f"when {CONTAINER_NAME_ENV} is unset)",
+    )
+    serve.add_argument(
+        "--version",
+        dest="versions",
+        action="append",
+        choices=("v1alpha1", "v1alpha2", "v1alpha3"),
+        help="hook API version to offer; repeat for several (default: all three)",
+    )
+    _add_host_cpus(serve)
+    serve.add_argument(
+        "--log-format", choices=logs.LOG_FORMATS, default="json", help="log line format (default: %(default)s)"
+    )
+    serve.add_argument("--debug", action="store_true", help="also log routine events such as each Info call")
+
+    plan = commands.add_parser("plan", help="show the pins a VMI would get, without KubeVirt")
+    plan.add_argument("--vmi", required=True, type=pathlib.Path, help="VMI or VirtualMachine manifest, YAML or JSON")
+    plan.add_argument(
+        "--domain",
+        type=pathlib.Path,
+        help="domain XML to rewrite (default: a domain built from the VMI's CPU topology)",
+    )
+    _add_host_cpus(plan)
+    plan.add_argument(
+        "--output",
+        choices=("table", "xml"),
+        default="table",
+        help="'table' prints the vCPU affinities as virsh vcpupin does; 'xml' prints the rewritten domain",
+    )
+    plan.add_argument("--log-format", choices=logs.LOG_FORMATS, default="text", help="format of the messages on stderr")
+    return parser
+
+
+def _add_host_cpus(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host-cpus",
+        metavar="CPUSET",
+        default=os.environ.get(hostcpus.HOST_CPUS_ENV),
+        help=f"host CPUs that pins may use, in libvirt cpuset syntax such as '0-3,8-11' "
+        f"(default: ${hostcpus.HOST_CPUS_ENV}, else the online CPUs within this process's affinity)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    logs.configure_logging(
+        arguments.log_format, level=logging.DEBUG if getattr(arguments, "debug", False) else logging.INFO
+    )
+
+    # Imported late so that `--help` and argument errors stay fast.
+    from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError
+
+    try:
+        if arguments.command == "serve":
+            return run_serve(arguments)
+        return run_plan(arguments, sys.stdout)
+    except InvalidInput as error:
+        logger.error("%s", error)
+        return EXIT_INVALID_INPUT
+    except (HostCpuError, PinningHookError) as error:
+        logger.error("%s", error)
+        return EXIT_CANNOT_RUN
+
+
+def _host_cpus_option(arguments: argparse.Namespace) -> frozenset[int] | None:
+    if arguments.host_cpus is None:
+        return None
+    source = "--host-cpus" if os.environ.get(hostcpus.HOST_CPUS_ENV) != arguments.host_cpus else hostcpus.HOST_CPUS_ENV
+    return hostcpus.parse_host_cpus_option(arguments.host_cpus, source=source)
+
+
+def run_serve(arguments: argparse.Namespace) -> int:
+    from pinning_hook import server
+
+    container = os.environ.get(CONTAINER_NAME_ENV, "")
+    default_name = f"{server.HOOK_NAME}-{container}.sock" if container else f"{server.HOOK_NAME}.sock"
+    socket_name = arguments.socket_name or default_name
+    if "/" in socket_name or socket_name in {"", ".", ".."}:
+        from pinning_hook.errors import InvalidInput
+
+        raise InvalidInput(f"--socket-name {socket_name!r} must be a plain file name, such as 'pinning-hook.sock'")
+
+    versions = tuple(dict.fromkeys(arguments.versions)) if arguments.versions else tuple(server.HOOK_VERSIONS)
+    settings = server.ServerSettings(
+        socket_dir=arguments.socket_dir,
+        socket_name=socket_name,
+        versions=versions,
+        host_cpus=_host_cpus_option(arguments),
+    )
+    return server.serve(settings)
+
+
+def run_plan(arguments: argparse.Namespace, out: TextIO) -> int:
+    from pinning_hook import domainxml, rewrite
+    from pinning_hook import vmi as vmis
+    from pinning_hook.vcpupin_table import format_table
+
+    document = _load_manifest(arguments.vmi)
+    vmi = vmis.read_vmi(document)
+    domain_xml = arguments.domain.read_bytes() if arguments.domain else domainxml.build_domain_for_vmi(vmi)
+
+    fixed_cpus = _host_cpus_option(arguments)
+    outcome = rewrite.rewrite_domain(
+        domain_xml, vmi, (lambda: fixed_cpus) if fixed_cpus is not None else hostcpus.detect_available_cpus
+    )
+    fields = {"namespace": vmi.namespace, "name": vmi.name}
+    logs.log_problems(logger, outcome.problems, fields)
+
+    if arguments.output == "xml":
+        out.write(outcome.domain_xml.decode("utf-8"))
+        if not outcome.domain_xml.endswith(b"\n"):
+            out.write("\n")
+        return EXIT_OK
+
+    if outcome.plan is None:
+        out.write(f"{vmi.reference or arguments.vmi}: no pin list; the domain is left unchanged\n")
+        return EXIT_OK
+    plan = outcome.plan
+    out.write(format_table({vcpu: plan.affinity(vcpu) for vcpu in range(plan.vcpu_count)}))
+    return EXIT_OK
+
+
+def _load_manifest(path: pathlib.Path) -> Any:
+    """Load a YAML or JSON manifest; JSON is YAML too, so one loader serves both."""
+    from pinning_hook.errors import InvalidInput
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidInput(f"cannot read the VMI manifest {str(path)!r}: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"the VMI manifest {str(path)!r} is not UTF-8 text") from error
+
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"{str(path)!r} is not valid JSON: {error}") from error
+
+    import yaml
+
+    try:
+        documents = [document for document in yaml.safe_load_all(text) if document is not None]
+    except yaml.YAMLError as error:
+        raise InvalidInput(f"{str(path)!r} is not valid YAML: {error}") from error
+    if len(documents) != 1:
+        raise InvalidInput(f"{str(path)!r} contains {len(documents)} YAML documents; give it exactly one VMI")
+    return documents[0]
