@@ -143,16 +143,15 @@ def run_serve(arguments: argparse.Namespace) -> int:
 def run_plan(arguments: argparse.Namespace, out: TextIO) -> int:
     from pinning_hook import domainxml, rewrite
     from pinning_hook import vmi as vmis
+    from pinning_hook.host import HostCpuSource
     from pinning_hook.vcpupin_table import format_table
 
     document = _load_manifest(arguments.vmi)
     vmi = vmis.read_vmi(document)
     domain_xml = arguments.domain.read_bytes() if arguments.domain else domainxml.build_domain_for_vmi(vmi)
 
-    fixed_cpus = _host_cpus_option(arguments)
-    outcome = rewrite.rewrite_domain(
-        domain_xml, vmi, (lambda: fixed_cpus) if fixed_cpus is not None else hostcpus.detect_available_cpus
-    )
+    host = HostCpuSource(override=_host_cpus_option(arguments))
+    outcome = rewrite.rewrite_domain(domain_xml, vmi, host)
     fields = {"namespace": vmi.namespace, "name": vmi.name}
     logs.log_problems(logger, outcome.problems, fields)
 

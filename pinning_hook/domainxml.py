@@ -10,13 +10,14 @@ for virt-launcher, so a second rewrite of the output yields the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from lxml import etree
 
 from pinning_hook.cpusets import CpusetSyntaxError, format_cpuset, parse_cpuset
 from pinning_hook.errors import InvalidInput
-from pinning_hook.vmi import Vmi
+from pinning_hook.vmi import CpuTopology, Vmi
 
 # The largest domainXML accepted. A KubeVirt domain is a few tens of KiB,
 # and even one with hundreds of disks and vCPU pins stays below 1 MiB.
@@ -68,50 +69,135 @@ def read_vcpu_count(tree: etree._ElementTree) -> int:
     return int(text)
 
 
-def read_vcpu_pins(tree: etree._ElementTree) -> dict[int, frozenset[int]]:
-    """Read the existing `<cputune><vcpupin>` elements as vCPU -> host CPUs."""
-    pins: dict[int, frozenset[int]] = {}
-    for element in tree.getroot().iterfind("cputune/vcpupin"):
-        vcpu_text = element.get("vcpu", "")
-        cpuset_text = element.get("cpuset", "")
-        if not vcpu_text.isascii() or not vcpu_text.isdigit():
-            raise InvalidInput(f"the domain XML has <vcpupin vcpu={vcpu_text!r:.40}>, expected a vCPU number")
-        try:
-            cpus = parse_cpuset(cpuset_text)
-        except CpusetSyntaxError as error:
-            raise InvalidInput(
-                f'the domain XML\'s <vcpupin vcpu="{vcpu_text}"> has an invalid cpuset: {error}'
-            ) from error
+@dataclasses.dataclass(frozen=True)
+class CpuTune:
+    """The pins in a domain's `<cputune>`: vCPUs, emulator threads and IO threads."""
 
-        vcpu = int(vcpu_text)
-        if vcpu in pins:
-            raise InvalidInput(f"the domain XML pins vCPU {vcpu} twice, which libvirt rejects")
-        pins[vcpu] = cpus
+    # vCPU -> host CPUs, from <vcpupin vcpu cpuset>.
+    vcpu_pins: Mapping[int, frozenset[int]] = dataclasses.field(default_factory=dict)
+    # Host CPUs of <emulatorpin cpuset>, or None without one.
+    emulator_pin: frozenset[int] | None = None
+    # IO thread id -> host CPUs, from <iothreadpin iothread cpuset>.
+    iothread_pins: Mapping[int, frozenset[int]] = dataclasses.field(default_factory=dict)
+
+
+# Pin elements in the order libvirt writes them. A missing kind is inserted
+# after the kinds before it.
+_PIN_TAGS = ("vcpupin", "emulatorpin", "iothreadpin")
+
+
+def read_cputune(tree: etree._ElementTree) -> CpuTune:
+    """Read the domain's existing pins, raising InvalidInput for pins libvirt would reject."""
+    root = tree.getroot()
+    vcpu_pins = _read_numbered_pins(root, "vcpupin", "vcpu")
+    iothread_pins = _read_numbered_pins(root, "iothreadpin", "iothread")
+
+    emulator_pin = None
+    emulator = root.find("cputune/emulatorpin")
+    if emulator is not None:
+        emulator_pin = _element_cpuset(emulator, "<emulatorpin>")
+    return CpuTune(vcpu_pins=vcpu_pins, emulator_pin=emulator_pin, iothread_pins=iothread_pins)
+
+
+def _read_numbered_pins(root: etree._Element, tag: str, attribute: str) -> dict[int, frozenset[int]]:
+    pins: dict[int, frozenset[int]] = {}
+    for element in root.iterfind(f"cputune/{tag}"):
+        number_text = element.get(attribute, "")
+        if not number_text.isascii() or not number_text.isdigit():
+            raise InvalidInput(f"the domain XML has <{tag} {attribute}={number_text[:40]!r}>, expected a number")
+        number = int(number_text)
+        if number in pins:
+            raise InvalidInput(f'the domain XML has two <{tag} {attribute}="{number}">, which libvirt rejects')
+        pins[number] = _element_cpuset(element, f'<{tag} {attribute}="{number}">')
     return pins
 
 
-def write_vcpu_pins(tree: etree._ElementTree, pins: Mapping[int, frozenset[int]]) -> None:
-    """Replace the domain's `<vcpupin>` elements with one per entry of `pins`, in order."""
+def _element_cpuset(element: etree._Element, where: str) -> frozenset[int]:
+    text = element.get("cpuset", "")
+    try:
+        return parse_cpuset(text)
+    except CpusetSyntaxError as error:
+        raise InvalidInput(f"the domain XML's {where} has an invalid cpuset: {error}") from error
+
+
+def read_iothread_ids(tree: etree._ElementTree) -> frozenset[int]:
+    """Read the domain's IO thread ids: `<iothreadids>` when present, else 1..`<iothreads>`."""
+    root = tree.getroot()
+    explicit = root.findall("iothreadids/iothread")
+    if explicit:
+        ids = {element.get("id", "") for element in explicit}
+        if not all(text.isascii() and text.isdigit() for text in ids):
+            raise InvalidInput(f"the domain XML's <iothreadids> has non-numeric ids: {sorted(ids)[:5]}")
+        return frozenset(int(text) for text in ids)
+
+    count_text = (root.findtext("iothreads") or "0").strip()
+    if not count_text.isascii() or not count_text.isdigit():
+        raise InvalidInput(f"the domain XML's <iothreads> is {count_text[:40]!r}, expected a number of IO threads")
+    return frozenset(range(1, int(count_text) + 1))
+
+
+def read_guest_topology(tree: etree._ElementTree, vcpu_count: int) -> CpuTopology:
+    """Read `<cpu><topology>`; without it, QEMU gives each vCPU a socket of its own."""
+    element = tree.getroot().find("cpu/topology")
+    if element is None:
+        return CpuTopology(sockets=vcpu_count)
+
+    counts = {}
+    for attribute in ("sockets", "dies", "clusters", "cores", "threads"):
+        text = element.get(attribute, "1")
+        if not text.isascii() or not text.isdigit() or int(text) < 1:
+            raise InvalidInput(f"the domain XML's <topology {attribute}={text[:40]!r}> is not a positive number")
+        counts[attribute] = int(text)
+    # Dies and clusters only group cores further inside a socket; vCPU
+    # numbering still runs thread, then core, then the larger units.
+    sockets = counts["sockets"] * counts["dies"] * counts["clusters"]
+    return CpuTopology(sockets=sockets, cores=counts["cores"], threads=counts["threads"])
+
+
+def write_cputune(tree: etree._ElementTree, tune: CpuTune) -> None:
+    """Replace the domain's pin elements with those of `tune`, keeping other `<cputune>` children."""
+    desired = {
+        "vcpupin": [
+            etree.Element("vcpupin", vcpu=str(vcpu), cpuset=format_cpuset(cpus))
+            for vcpu, cpus in sorted(tune.vcpu_pins.items())
+        ],
+        "emulatorpin": []
+        if tune.emulator_pin is None
+        else [etree.Element("emulatorpin", cpuset=format_cpuset(tune.emulator_pin))],
+        "iothreadpin": [
+            etree.Element("iothreadpin", iothread=str(iothread), cpuset=format_cpuset(cpus))
+            for iothread, cpus in sorted(tune.iothread_pins.items())
+        ],
+    }
     root = tree.getroot()
     cputune = root.find("cputune")
     if cputune is None:
-        if not pins:
+        if not any(desired.values()):
             return
         cputune = _insert_cputune(root)
 
-    # The pins go where the first old <vcpupin> was, otherwise first.
+    # Each kind of pin goes where its first old element was.
     children = list(cputune)
-    old_pins = [child for child in children if child.tag == "vcpupin"]
-    position = children.index(old_pins[0]) if old_pins else 0
-    kept = [child for child in children if child.tag != "vcpupin"]
-    new_pins = []
-    for vcpu, cpus in pins.items():
-        element = etree.Element("vcpupin", vcpu=str(vcpu), cpuset=format_cpuset(cpus))
-        new_pins.append(element)
+    result: list[etree._Element] = []
+    placed: set[str] = set()
+    for child in children:
+        tag = child.tag if isinstance(child.tag, str) else ""
+        if tag not in _PIN_TAGS:
+            result.append(child)
+        elif tag not in placed:
+            result += desired[tag]
+            placed.add(tag)
+
+    for index, tag in enumerate(_PIN_TAGS):
+        if tag in placed:
+            continue
+        earlier = [position for position, child in enumerate(result) if child.tag in _PIN_TAGS[:index]]
+        position = earlier[-1] + 1 if earlier else 0
+        result[position:position] = desired[tag]
 
     for child in children:
         cputune.remove(child)
-    for child in [*kept[:position], *new_pins, *kept[position:]]:
+    for child in result:
         cputune.append(child)
     _indent_children(cputune, _indent_unit(root))
 

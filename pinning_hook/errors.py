@@ -4,6 +4,13 @@ Each boundary translates them once: the gRPC server into a status code,
 the CLI into an exit code. Any other exception is a bug.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pinning_hook.problems import Problem
+
 
 class PinningHookError(Exception):
     """Base class for the errors this package raises on purpose."""
@@ -19,3 +26,16 @@ class InvalidInput(PinningHookError, ValueError):
 
 class HostCpuError(PinningHookError):
     """The host CPUs that pins may use cannot be determined."""
+
+
+class StrictPolicyViolation(InvalidInput):
+    """The strict policy rejects a pin list that has problems.
+
+    The message lists the problems in the wording of the sidecar's log, so
+    that virt-launcher's log and the VMI's events say why the VM did not
+    start.
+    """
+
+    def __init__(self, message: str, problems: tuple[Problem, ...]) -> None:
+        super().__init__(message)
+        self.problems = problems

@@ -18,6 +18,13 @@ from pinning_hook.problems import Problem
 # Longer entries cannot be valid for any host libvirt supports, and the
 # limit keeps int() away from numbers of thousands of digits.
 MAX_ENTRY_LENGTH = 4096
+# Maximum digits in a vCPU or host CPU number. Longer numbers name no real
+# CPU and would only make the messages that quote them unreadable.
+MAX_NUMBER_DIGITS = 64
+# Upper bound on the host CPU ids that one pin list may name in total,
+# counted over its entries. It caps the memory a hostile list can take,
+# and is far above a real list: 1024 vCPUs pinned to 64 CPUs each is 65536.
+MAX_PIN_LIST_CPU_IDS = 65536
 
 # The minus signs are matched only so that "-1-2" and "1--2" get the
 # negative-number message rather than the generic one.
@@ -45,12 +52,26 @@ def parse_pin_list(entries: Iterable[str]) -> tuple[list[PinEntry], list[Problem
     """
     by_vcpu: dict[int, PinEntry] = {}
     problems: list[Problem] = []
+    cpu_ids = 0
 
     for raw in entries:
         entry = parse_entry(raw)
         if isinstance(entry, Problem):
             problems.append(entry)
             continue
+
+        cpu_ids += len(entry.cpus)
+        if cpu_ids > MAX_PIN_LIST_CPU_IDS:
+            problems.append(
+                Problem(
+                    code="pin-list-too-large",
+                    message=f"the pin list names more than {MAX_PIN_LIST_CPU_IDS} host CPU ids in total; "
+                    f"entries from {quote(raw)} on are ignored",
+                    hint="pin each vCPU to a single host CPU or to a small cpuset",
+                    entry=raw,
+                )
+            )
+            break
 
         earlier = by_vcpu.pop(entry.vcpu, None)
         if earlier is not None:
@@ -80,6 +101,8 @@ def parse_entry(raw: str) -> PinEntry | Problem:
         vcpu_text, cpu_text = single.groups()
         if vcpu_text.startswith("-") or cpu_text.startswith("-"):
             return _negative(raw)
+        if max(len(vcpu_text), len(cpu_text)) > MAX_NUMBER_DIGITS:
+            return _invalid(raw, f"a number has more than {MAX_NUMBER_DIGITS} digits")
         return PinEntry(text=text, vcpu=int(vcpu_text), cpus=frozenset({int(cpu_text)}))
 
     with_set = _CPUSET.fullmatch(text)
@@ -87,8 +110,10 @@ def parse_entry(raw: str) -> PinEntry | Problem:
         vcpu_text, cpuset_text = with_set.groups()
         if vcpu_text.startswith("-") or re.match(r"\s*-[0-9]", cpuset_text):
             return _negative(raw)
+        if len(vcpu_text) > MAX_NUMBER_DIGITS:
+            return _invalid(raw, f"a number has more than {MAX_NUMBER_DIGITS} digits")
         try:
-            cpus = parse_cpuset(cpuset_text)
+            cpus = parse_cpuset(cpuset_text, keep_above_limit=True)
         except CpusetSyntaxError as error:
             return _invalid(raw, str(error))
         vcpu = int(vcpu_text)

@@ -25,3 +25,6 @@ class Problem:
     # The pin-list entry concerned, exactly as written.
     entry: str | None = None
     vcpu: int | None = None
+    # An advisory (such as pins spanning NUMA nodes) changes no pin, and
+    # the strict policy does not reject a VM for it.
+    advisory: bool = False

@@ -1,17 +1,20 @@
 """One OnDefineDomain call, from the request's bytes to the response's bytes.
 
-This is the pure core that the gRPC server and the CLI share: read the VMI,
-parse the pin list, plan against the host CPUs, rewrite `<cputune>`. It does
-no I/O apart from calling `host_cpus` and logs nothing; the caller decodes
-the VMI (`vmi.parse_vmi_json`) and logs the problems returned.
+This is the pure core that the gRPC server and the CLI share: read the
+domain's current pins, plan the VMI's pin list against the host, apply the
+policy, and rewrite `<cputune>`. It logs nothing; the caller decodes the VMI
+(`vmi.parse_vmi_json`) and logs the problems returned.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
-from pinning_hook import domainxml, pinlist, planning
+from pinning_hook import advisories, domainxml, pinlist, planning, policies, threadpins
+from pinning_hook.cpusets import format_cpuset
+from pinning_hook.errors import StrictPolicyViolation
+from pinning_hook.host import HostCpuSource
+from pinning_hook.policies import Policy
 from pinning_hook.problems import Problem
 from pinning_hook.vmi import Vmi
 
@@ -22,58 +25,107 @@ class Outcome:
 
     domain_xml: bytes
     vmi: Vmi
-    # None when the VMI has no pin list and the domain was passed through.
+    # None when the VMI requests no pin and the domain was passed through.
     plan: planning.Plan | None
     problems: tuple[Problem, ...]
+    policy: Policy = Policy.FLOAT
     # Whether the output differs from the input; when it does not, the
     # output is the input's very bytes.
     changed: bool = False
 
 
-def rewrite_domain(domain_xml: bytes, vmi: Vmi, host_cpus: Callable[[], frozenset[int]]) -> Outcome:
-    """Pin the domain's vCPUs as the VMI's pin list requests.
+def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
+    """Pin the domain's vCPUs, emulator and IO threads as the VMI requests.
 
-    Without a pin list the input bytes are returned unchanged. Raises
-    InvalidInput for a malformed domain, and HostCpuError when the host
-    CPUs cannot be read. Problems with single entries never raise.
+    Without a pin request the input bytes are returned unchanged. Raises
+    InvalidInput for a malformed domain, StrictPolicyViolation when the
+    strict policy meets a problem, and HostCpuError when the host CPUs
+    cannot be read. Under the other policies, problems never raise.
     """
-    if vmi.pin_list is None:
-        return Outcome(domain_xml=domain_xml, vmi=vmi, plan=None, problems=vmi.problems)
+    policy, policy_problem = policies.parse_policy(vmi.policy)
+    if not vmi.requests_pinning:
+        return Outcome(domain_xml=domain_xml, vmi=vmi, plan=None, problems=vmi.problems, policy=policy)
 
     tree = domainxml.parse_domain(domain_xml)
-    existing = domainxml.read_vcpu_pins(tree)
-    plan = _plan(vmi, vcpu_count=domainxml.read_vcpu_count(tree), existing=existing, host_cpus=host_cpus)
-    problems = (*vmi.problems, *plan.problems)
+    current = domainxml.read_cputune(tree)
+    vcpu_count = domainxml.read_vcpu_count(tree)
+    guest = domainxml.read_guest_topology(tree, vcpu_count)
 
-    # Nothing to change: hand back the caller's bytes, not a re-serialisation.
-    if plan.pins == existing:
-        return Outcome(domain_xml=domain_xml, vmi=vmi, plan=plan, problems=problems)
+    if vmi.dedicated_cpu_placement and current.vcpu_pins:
+        # With dedicatedCpuPlacement, KubeVirt has already pinned every vCPU
+        # to the compute container's exclusive CPUs. Those pins are the
+        # sidecar's only view of that container's cpuset.
+        available = frozenset().union(*current.vcpu_pins.values())
+    else:
+        available = host.available()
 
-    domainxml.write_vcpu_pins(tree, plan.pins)
+    entries, parse_problems = pinlist.parse_pin_list(vmi.pin_list or ())
+    plan = planning.plan_pins(entries, vcpu_count=vcpu_count, available=available, existing_pins=current.vcpu_pins)
+    threads = threadpins.plan_thread_pins(
+        vmi.emulator_pin,
+        vmi.iothread_pins,
+        available=available,
+        iothread_ids=domainxml.read_iothread_ids(tree),
+        existing_emulator=current.emulator_pin,
+        existing_iothreads=current.iothread_pins,
+    )
+    problems: list[Problem] = [
+        *vmi.problems,
+        *([policy_problem] if policy_problem else []),
+        *parse_problems,
+        *plan.problems,
+        *threads.problems,
+    ]
+
+    topology = host.topology()
+    if policy is Policy.AUTO:
+        taken = set().union(*plan.pins.values(), threads.emulator or (), *threads.iothreads.values())
+        floating = [vcpu for vcpu in range(vcpu_count) if vcpu not in plan.pins]
+        chosen, auto_problems = policies.assign_free_cpus(floating, free=available - taken, guest=guest, host=topology)
+        plan = dataclasses.replace(plan, pins={**plan.pins, **chosen})
+        problems += auto_problems
+
+    problems += advisories.check_pins(plan.pins, guest=guest, host=topology)
+    if vmi.migration_target:
+        problems += _migration_problems(entries, available)
+
+    rejected = tuple(problem for problem in problems if not problem.advisory)
+    if policy is Policy.STRICT and rejected:
+        raise StrictPolicyViolation(policies.strict_message(rejected), problems=rejected)
+
+    plan = dataclasses.replace(plan, pins=dict(sorted(plan.pins.items())), problems=tuple(problems))
+    wanted = domainxml.CpuTune(vcpu_pins=plan.pins, emulator_pin=threads.emulator, iothread_pins=threads.iothreads)
+    if wanted == current:
+        # Nothing to change: hand back the caller's bytes, not a re-serialisation.
+        return Outcome(domain_xml=domain_xml, vmi=vmi, plan=plan, problems=plan.problems, policy=policy)
+
+    domainxml.write_cputune(tree, wanted)
     return Outcome(
         domain_xml=domainxml.serialize_domain(tree),
         vmi=vmi,
         plan=plan,
-        problems=problems,
+        problems=plan.problems,
+        policy=policy,
         changed=True,
     )
 
 
-def _plan(
-    vmi: Vmi,
-    *,
-    vcpu_count: int,
-    existing: dict[int, frozenset[int]],
-    host_cpus: Callable[[], frozenset[int]],
-) -> planning.Plan:
-    if vmi.dedicated_cpu_placement and existing:
-        # With dedicatedCpuPlacement, KubeVirt has already pinned every vCPU
-        # to the compute container's exclusive CPUs. Those pins are the
-        # sidecar's only view of that container's cpuset.
-        available = frozenset().union(*existing.values())
-    else:
-        available = host_cpus()
+def _migration_problems(entries: list[pinlist.PinEntry], available: frozenset[int]) -> list[Problem]:
+    """Warn a migration target about the pinned host CPUs that it lacks.
 
-    entries, parse_problems = pinlist.parse_pin_list(vmi.pin_list or ())
-    plan = planning.plan_pins(entries, vcpu_count=vcpu_count, available=available, existing_pins=existing)
-    return dataclasses.replace(plan, problems=(*parse_problems, *plan.problems))
+    KubeVirt discards the hook's output on a migration target, and the
+    domain arrives with the source's pins, which the pin list produced.
+    QEMU fails to start on the target if those CPUs are missing here.
+    """
+    missing = frozenset().union(*(entry.cpus for entry in entries)) - available
+    if not missing:
+        return []
+    return [
+        Problem(
+            code="migration-target-cpus",
+            message=f"live migration target: the pin list names host CPUs {format_cpuset(missing)}, "
+            f"which this host does not have (available: {format_cpuset(available)})",
+            hint="migrate to a node with the same CPU layout, or change the pin list before migrating",
+            advisory=True,
+        )
+    ]

@@ -30,9 +30,9 @@ import pinning_hook.hookapi.info_pb2 as info_pb2
 import pinning_hook.hookapi.v1alpha1_pb2 as v1alpha1_pb2
 import pinning_hook.hookapi.v1alpha2_pb2 as v1alpha2_pb2
 import pinning_hook.hookapi.v1alpha3_pb2 as v1alpha3_pb2
-from pinning_hook import hostcpus
 from pinning_hook.cpusets import format_cpuset
-from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError
+from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError, StrictPolicyViolation
+from pinning_hook.host import HostCpuSource
 from pinning_hook.logs import log_problems
 from pinning_hook.rewrite import Outcome, rewrite_domain
 from pinning_hook.vmi import parse_vmi_json
@@ -90,11 +90,7 @@ class HookServicer:
         self._settings = settings
         self._stop_requested = stop_requested
         self._info = _info_result(settings.versions)
-
-    def host_cpus(self) -> frozenset[int]:
-        if self._settings.host_cpus is not None:
-            return self._settings.host_cpus
-        return hostcpus.detect_available_cpus()
+        self._host = HostCpuSource(override=settings.host_cpus)
 
     def info(self, request: Any, context: grpc.ServicerContext) -> Any:
         logger.debug("Info returned", extra={"fields": {"versions": list(self._settings.versions)}})
@@ -135,7 +131,11 @@ class HookServicer:
         try:
             vmi = parse_vmi_json(request.vmi)
             fields.update(namespace=vmi.namespace, name=vmi.name, uid=vmi.uid)
-            return grpc.StatusCode.OK, "", rewrite_domain(request.domainXML, vmi, self.host_cpus)
+            return grpc.StatusCode.OK, "", rewrite_domain(request.domainXML, vmi, self._host)
+        except StrictPolicyViolation as error:
+            log_problems(logger, error.problems, fields)
+            logger.error("OnDefineDomain rejected by the strict policy: %s", error, extra={"fields": fields})
+            return grpc.StatusCode.INVALID_ARGUMENT, f"{HOOK_NAME}: {error}", None
         except InvalidInput as error:
             logger.error("OnDefineDomain rejected invalid input: %s", error, extra={"fields": fields})
             return grpc.StatusCode.INVALID_ARGUMENT, f"{HOOK_NAME}: {error}", None
@@ -153,7 +153,9 @@ class HookServicer:
             )
 
     def pre_cloud_init_iso(self, request: Any, context: grpc.ServicerContext, result_type: type) -> Any:
-        logger.debug("PreCloudInitIso returned its input unchanged", extra={"fields": {"hookPoint": PRE_CLOUD_INIT_ISO}})
+        logger.debug(
+            "PreCloudInitIso returned its input unchanged", extra={"fields": {"hookPoint": PRE_CLOUD_INIT_ISO}}
+        )
         return result_type(
             cloudInitNoCloudSource=request.cloudInitNoCloudSource,
             cloudInitData=request.cloudInitData,

@@ -19,11 +19,15 @@ from pinning_hook.errors import InvalidInput
 from pinning_hook.problems import Problem
 
 PIN_LIST_ANNOTATION = "cpu-pinning.vm.kubevirt.io/pinning"
+POLICY_ANNOTATION = "cpu-pinning.vm.kubevirt.io/policy"
+EMULATOR_PIN_ANNOTATION = "cpu-pinning.vm.kubevirt.io/emulatorpin"
+IOTHREAD_PIN_ANNOTATION = "cpu-pinning.vm.kubevirt.io/iothreadpin"
 # The pin-list field of KubeVirt builds that carry it. Upstream KubeVirt
 # prunes unknown spec fields, hence the annotation.
 PIN_LIST_FIELD = "spec.domain.cpu.pinning"
 
 PIN_LIST_SHAPE = 'a JSON list of strings, such as ["0-2", "1-3"]'
+IOTHREAD_PIN_SHAPE = 'a JSON list of "IOTHREAD:CPUSET" strings, such as ["1:0-1"]'
 
 # The largest VMI JSON accepted. A VMI is a few KiB, and tens of KiB with
 # many disks, networks and annotations.
@@ -60,6 +64,20 @@ class Vmi:
     dedicated_cpu_placement: bool
     topology: CpuTopology
     problems: tuple[Problem, ...] = ()
+    # Raw value of POLICY_ANNOTATION; policies.parse_policy interprets it.
+    policy: str | None = None
+    # cpuset for <emulatorpin>, from EMULATOR_PIN_ANNOTATION.
+    emulator_pin: str | None = None
+    # "IOTHREAD:CPUSET" entries for <iothreadpin>, from IOTHREAD_PIN_ANNOTATION.
+    iothread_pins: tuple[str, ...] | None = None
+    # True when this VMI is the target of a live migration in progress, in
+    # which case KubeVirt discards the hook's output.
+    migration_target: bool = False
+
+    @property
+    def requests_pinning(self) -> bool:
+        """Whether the VMI requests any pin; without one the domain is passed through."""
+        return self.pin_list is not None or self.emulator_pin is not None or self.iothread_pins is not None
 
     @property
     def reference(self) -> str:
@@ -119,6 +137,10 @@ def read_vmi(document: object) -> Vmi:
         pin_list, source = None, None
 
     return Vmi(
+        policy=_optional_string(annotations, POLICY_ANNOTATION),
+        emulator_pin=_optional_string(annotations, EMULATOR_PIN_ANNOTATION),
+        iothread_pins=_iothread_pins_from_annotation(annotations),
+        migration_target=_is_migration_target(vmi),
         namespace=_string(metadata.get("namespace", ""), "metadata.namespace"),
         name=_string(metadata.get("name", ""), "metadata.name"),
         uid=_string(metadata.get("uid", ""), "metadata.uid"),
@@ -145,35 +167,64 @@ def _vmi_from_virtual_machine(vm: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _pin_list_from_annotation(annotations: Mapping[str, Any]) -> tuple[str, ...] | None:
-    if PIN_LIST_ANNOTATION not in annotations:
+    return _json_list_annotation(annotations, PIN_LIST_ANNOTATION, PIN_LIST_SHAPE)
+
+
+def _iothread_pins_from_annotation(annotations: Mapping[str, Any]) -> tuple[str, ...] | None:
+    return _json_list_annotation(annotations, IOTHREAD_PIN_ANNOTATION, IOTHREAD_PIN_SHAPE)
+
+
+def _json_list_annotation(annotations: Mapping[str, Any], key: str, shape: str) -> tuple[str, ...] | None:
+    """Decode an annotation whose value is a JSON list of strings."""
+    if key not in annotations:
         return None
-    value = annotations[PIN_LIST_ANNOTATION]
-    where = f"the annotation {PIN_LIST_ANNOTATION}"
+    value = annotations[key]
+    where = f"the annotation {key}"
     if not isinstance(value, str):
-        raise InvalidInput(f"{where} must be a string holding {PIN_LIST_SHAPE}, not {type(value).__name__}")
+        raise InvalidInput(f"{where} must be a string holding {shape}, not a JSON {_json_type(value)}")
     try:
         decoded = json.loads(value)
     except json.JSONDecodeError as error:
         raise InvalidInput(
-            f"{where} is not valid JSON ({error.msg} at column {error.colno}); expected {PIN_LIST_SHAPE}"
+            f"{where} is not valid JSON ({error.msg} at column {error.colno}); expected {shape}"
         ) from error
-    return _string_list(decoded, where)
+    return _string_list(decoded, where, shape)
+
+
+def _optional_string(annotations: Mapping[str, Any], key: str) -> str | None:
+    if key not in annotations:
+        return None
+    return _string(annotations[key], f"the annotation {key}")
+
+
+def _is_migration_target(vmi: Mapping[str, Any]) -> bool:
+    """Return whether the VMI is the target of a live migration that is still running.
+
+    virt-launcher defines the domain on the target while status.migrationState
+    describes a migration that has neither completed nor failed. The source
+    never calls the hook during a migration, because its domain exists already.
+    """
+    status = vmi.get("status")
+    if not isinstance(status, dict):
+        return False
+    state = status.get("migrationState")
+    if not isinstance(state, dict) or not state:
+        return False
+    return state.get("completed") is not True and state.get("failed") is not True
 
 
 def _pin_list_from_field(cpu: Mapping[str, Any]) -> tuple[str, ...] | None:
     if "pinning" not in cpu:
         return None
-    return _string_list(cpu["pinning"], PIN_LIST_FIELD)
+    return _string_list(cpu["pinning"], PIN_LIST_FIELD, PIN_LIST_SHAPE)
 
 
-def _string_list(value: object, where: str) -> tuple[str, ...]:
+def _string_list(value: object, where: str, shape: str) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise InvalidInput(f"{where} must be {PIN_LIST_SHAPE}, not a JSON {_json_type(value)}")
+        raise InvalidInput(f"{where} must be {shape}, not a JSON {_json_type(value)}")
     for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise InvalidInput(
-                f"{where} must be {PIN_LIST_SHAPE}, but item {index} is a JSON {_json_type(item)}: {item!r:.40}"
-            )
+            raise InvalidInput(f"{where} must be {shape}, but item {index} is a JSON {_json_type(item)}: {item!r:.40}")
     return tuple(value)
 
 

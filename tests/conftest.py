@@ -62,3 +62,77 @@ def virt() -> Any:
 
     realvirt.require_libvirt()
     return realvirt.shared_session()
+
+
+def build_domain(
+    vcpus: int,
+    *,
+    cores: int | None = None,
+    threads: int = 1,
+    sockets: int = 1,
+    cputune: str = "",
+    iothreads: int = 0,
+    enabled_vcpus: int | None = None,
+) -> bytes:
+    """Build a virt-launcher-shaped domain: tab indents, explicit end tags.
+
+    `enabled_vcpus` adds a `<vcpus>` list as KubeVirt writes it for vCPU
+    hotplug, with the vCPUs from that index on offline.
+    """
+    cores = cores if cores is not None else vcpus // (sockets * threads)
+    lines = [
+        '<domain type="kvm" xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0">',
+        "\t<name>default_fedora-pinned</name>",
+        '\t<memory unit="b">1073741824</memory>',
+        '\t<cpu mode="host-model">',
+        f'\t\t<topology sockets="{sockets}" cores="{cores}" threads="{threads}"></topology>',
+        "\t</cpu>",
+        f'\t<vcpu placement="static">{vcpus}</vcpu>',
+    ]
+    if enabled_vcpus is not None:
+        lines.append("\t<vcpus>")
+        for vcpu in range(vcpus):
+            enabled = "yes" if vcpu < enabled_vcpus else "no"
+            hotpluggable = "no" if vcpu == 0 else "yes"
+            lines.append(f'\t\t<vcpu id="{vcpu}" enabled="{enabled}" hotpluggable="{hotpluggable}"></vcpu>')
+        lines.append("\t</vcpus>")
+    if iothreads:
+        lines.append(f"\t<iothreads>{iothreads}</iothreads>")
+    if cputune:
+        lines.append("\t<cputune>")
+        lines += [f"\t\t{line}" for line in cputune.strip().splitlines()]
+        lines.append("\t</cputune>")
+    lines.append("</domain>")
+    return "\n".join(lines).encode()
+
+
+def make_sysfs(
+    root: pathlib.Path,
+    online: str,
+    *,
+    siblings: dict[int, str] | None = None,
+    packages: dict[int, int] | None = None,
+    nodes: dict[int, str] | None = None,
+) -> pathlib.Path:
+    """Write a fake /sys/devices/system tree and return its cpu directory.
+
+    `siblings` maps a CPU to its thread_siblings_list; CPUs not named are
+    their own core. `packages` maps a CPU to its physical_package_id
+    (default 0). `nodes` maps a NUMA node to its cpulist.
+    """
+    from pinning_hook.cpusets import parse_cpuset
+
+    cpu_root = root / "devices" / "system" / "cpu"
+    cpu_root.mkdir(parents=True)
+    (cpu_root / "online").write_text(online + "\n")
+    for cpu in sorted(parse_cpuset(online)):
+        topology = cpu_root / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "thread_siblings_list").write_text((siblings or {}).get(cpu, str(cpu)) + "\n")
+        (topology / "physical_package_id").write_text(f"{(packages or {}).get(cpu, 0)}\n")
+        (topology / "core_id").write_text(f"{cpu}\n")
+    for node, cpulist in (nodes or {}).items():
+        node_dir = root / "devices" / "system" / "node" / f"node{node}"
+        node_dir.mkdir(parents=True)
+        (node_dir / "cpulist").write_text(cpulist + "\n")
+    return cpu_root

@@ -14,6 +14,7 @@ import realvirt
 from conftest import GOLDEN_DIR, vmi_bytes
 from sidecar import Sidecar
 
+from pinning_hook.cpusets import format_cpuset
 from pinning_hook.planning import describe_cpus
 
 pytestmark = pytest.mark.libvirt
@@ -91,3 +92,26 @@ def test_unnamed_vcpu_floats(
     with virt.running_domain(output.decode()) as domain:
         assert realvirt.libvirt_pins(domain) == {0: frozenset({host[-1]}), 1: available}
         assert realvirt.kernel_pins(domain) == {0: frozenset({host[-1]}), 1: available}
+
+
+def test_auto_policy_and_emulator_pin_reach_qemu(
+    virt: realvirt.EmbeddedLibvirt, tmp_path: pathlib.Path, domain_xml: bytes, host: list[int]
+) -> None:
+    low, high = host[0], host[-1]
+    annotations = {"cpu-pinning.vm.kubevirt.io/policy": "auto", "cpu-pinning.vm.kubevirt.io/emulatorpin": str(high)}
+    with Sidecar(tmp_path) as sidecar:
+        vmi = vmi_bytes([f"0-{high}"], name="e2e-pinned", annotations=annotations)
+        output = sidecar.client().on_define_domain(domain_xml, vmi)
+
+    with virt.running_domain(output.decode()) as domain:
+        # vCPU 1 gets the one CPU that neither vCPU 0 nor the emulator threads use.
+        expected = {0: frozenset({high}), 1: frozenset({low})}
+        assert realvirt.libvirt_pins(domain) == expected
+        assert realvirt.kernel_pins(domain) == expected
+        assert realvirt.parse_cpu_list(format_cpuset(domain_emulator_pin(domain))) == frozenset({high})
+
+
+def domain_emulator_pin(domain: object) -> set[int]:
+    """Return the host CPUs libvirt reports for the emulator threads."""
+    cpumap = domain.emulatorPinInfo()  # type: ignore[attr-defined]
+    return {cpu for cpu, allowed in enumerate(cpumap) if allowed}

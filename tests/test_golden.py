@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 from typing import Any
 
 import pytest
@@ -16,11 +17,14 @@ from conftest import GOLDEN_DIR, make_vmi
 from lxml import etree
 
 from pinning_hook.cpusets import parse_cpuset
+from pinning_hook.host import HostCpuSource
 from pinning_hook.rewrite import rewrite_domain
 from pinning_hook.vmi import parse_vmi_json
 
 EXPECTED_DIR = GOLDEN_DIR / "expected"
 REGENERATE = os.environ.get("PINNING_HOOK_REGENERATE") == "1"
+# No sysfs here: the golden output must not depend on the test machine's topology.
+NO_SYSFS = pathlib.Path("/nonexistent/sys/devices/system/cpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +54,37 @@ CASES = [
         host_cpus="0-1",
     ),
     Case("one-line-domain", "one-line.xml", make_vmi(["0-1", "1-0"])),
+    Case(
+        "hotplug-offline-vcpus",
+        "launcher-hotplug.xml",
+        make_vmi(["0-1", "6-3"], cores=1, cpu={"sockets": 4, "maxSockets": 8}),
+    ),
+    Case(
+        "emulator-and-iothread-pins",
+        "launcher-dedicated.xml",
+        make_vmi(
+            ["1-4"],
+            cpu={"dedicatedCpuPlacement": True},
+            annotations={
+                "cpu-pinning.vm.kubevirt.io/emulatorpin": "5",
+                "cpu-pinning.vm.kubevirt.io/iothreadpin": '["1:4-5"]',
+            },
+        ),
+        host_cpus="0-1",
+    ),
+    Case(
+        "auto-policy",
+        "launcher-4vcpu.xml",
+        make_vmi(["0-2"], cores=4, annotations={"cpu-pinning.vm.kubevirt.io/policy": "auto"}),
+        host_cpus="0-3",
+    ),
 ]
 
 
 def run_case(case: Case, domain_xml: bytes) -> bytes:
     vmi = parse_vmi_json(json.dumps(case.vmi).encode())
-    host = parse_cpuset(case.host_cpus)
-    return rewrite_domain(domain_xml, vmi, lambda: host).domain_xml
+    host = HostCpuSource(override=parse_cpuset(case.host_cpus), sysfs_cpu_root=NO_SYSFS)
+    return rewrite_domain(domain_xml, vmi, host).domain_xml
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -78,11 +106,11 @@ def test_golden_rewrite_is_idempotent(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_golden_keeps_everything_but_vcpupin(case: Case) -> None:
+def test_golden_keeps_everything_but_pins(case: Case) -> None:
     source = etree.fromstring((GOLDEN_DIR / case.domain).read_bytes())
     output = etree.fromstring(run_case(case, (GOLDEN_DIR / case.domain).read_bytes()))
     for tree in (source, output):
-        for pin in tree.findall("cputune/vcpupin"):
+        for pin in tree.xpath("cputune/vcpupin | cputune/emulatorpin | cputune/iothreadpin"):
             pin.getparent().remove(pin)
         cputune = tree.find("cputune")
         if cputune is not None and len(cputune) == 0:

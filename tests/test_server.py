@@ -237,3 +237,24 @@ def test_host_cpus_from_environment(tmp_path: pathlib.Path, launcher_domain: byt
     messages = [record["msg"] for record in running.log_records() if record["level"] == "warning"]
 
     assert messages == ["impossible to pin 2 on host where we have only 4 (0-1,4-5)"]
+
+
+def test_strict_policy_fails_call(tmp_path: pathlib.Path, launcher_domain: bytes) -> None:
+    strict = {"cpu-pinning.vm.kubevirt.io/policy": "strict"}
+    with Sidecar(tmp_path, "--host-cpus", "0-3") as running:
+        with pytest.raises(grpc.RpcError) as raised:
+            running.client().on_define_domain(launcher_domain, vmi_bytes(["0-7", "9-1"], cores=4, annotations=strict))
+        # The same VMI without problems starts.
+        output = running.client().on_define_domain(launcher_domain, vmi_bytes(["0-2"], cores=4, annotations=strict))
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == (
+        "pinning-hook: the strict pinning policy rejects the pin list: "
+        "impossible to pin 7 on host where we have only 4; impossible to pin 9 on VM where we have only 4"
+    )
+    assert pins_in(output) == {0: "2"}
+    warnings = [record["msg"] for record in running.log_records() if record["level"] == "warning"]
+    assert warnings == [
+        "impossible to pin 7 on host where we have only 4",
+        "impossible to pin 9 on VM where we have only 4",
+    ]
