@@ -73,6 +73,8 @@ def build_domain(
     cputune: str = "",
     iothreads: int = 0,
     enabled_vcpus: int | None = None,
+    domain_type: str = "kvm",
+    name: str = "default_fedora-pinned",
 ) -> bytes:
     """Build a virt-launcher-shaped domain: tab indents, explicit end tags.
 
@@ -81,9 +83,12 @@ def build_domain(
     """
     cores = cores if cores is not None else vcpus // (sockets * threads)
     lines = [
-        '<domain type="kvm" xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0">',
-        "\t<name>default_fedora-pinned</name>",
+        f'<domain type="{domain_type}" xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0">',
+        f"\t<name>{name}</name>",
         '\t<memory unit="b">1073741824</memory>',
+        "\t<os>",
+        '\t\t<type arch="x86_64" machine="q35">hvm</type>',
+        "\t</os>",
         '\t<cpu mode="host-model">',
         f'\t\t<topology sockets="{sockets}" cores="{cores}" threads="{threads}"></topology>',
         "\t</cpu>",
