@@ -15,13 +15,17 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from pinning_hook.cpusets import CpusetSyntaxError, format_cpuset, parse_cpuset
+from pinning_hook.cpusets import MAX_CPU_ID, CpusetSyntaxError, format_cpuset, parse_cpuset
 from pinning_hook.errors import InvalidInput
 from pinning_hook.vmi import CpuTopology, Vmi
 
 # The largest domainXML accepted. A KubeVirt domain is a few tens of KiB,
 # and even one with hundreds of disks and vCPU pins stays below 1 MiB.
 MAX_DOMAIN_XML_BYTES = 8 * 1024 * 1024
+
+# A vCPU count beyond the size of libvirt's CPU masks is no real VM, and
+# planning millions of vCPUs would stall the call.
+MAX_VCPUS = MAX_CPU_ID + 1
 
 # Elements after which a new <cputune> goes, nearest last. Position has no
 # meaning to libvirt, but next to <vcpu> is where people look for it.
@@ -64,8 +68,10 @@ def read_vcpu_count(tree: etree._ElementTree) -> int:
     if vcpu is None:
         raise InvalidInput("the domain XML has no <vcpu> element, so the vCPUs to pin are unknown")
     text = (vcpu.text or "").strip()
-    if not text.isascii() or not text.isdigit() or int(text) < 1:
+    if not text.isascii() or not text.isdigit() or len(text) > 6 or int(text) < 1:
         raise InvalidInput(f"the domain XML's <vcpu> is {text[:40]!r}, expected a positive number of vCPUs")
+    if int(text) > MAX_VCPUS:
+        raise InvalidInput(f"the domain XML's <vcpu> is {text}, above the limit of {MAX_VCPUS} vCPUs")
     return int(text)
 
 
