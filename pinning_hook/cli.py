@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pinning-hook",
         description="KubeVirt hook sidecar that pins each vCPU to the host CPU the user names.",
     )
-    parser.add_argument("--release", action="version", version=f"%(prog)s {__version__}")
+    # Top level only: after "serve", --version names a hook API version.
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve KubeVirt's hook API on a unix socket")
