@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-format", choices=logs.LOG_FORMATS, default="json", help="log line format (default: %(default)s)"
     )
-    serve.add_argument("--debug", action="store_true", help="also log routine events such as each Info call")
+    serve.add_argument("--debug", action="store_true", help="also log debug lines")
 
     plan = commands.add_parser("plan", help="show the pins a VMI would get, without KubeVirt")
     _add_plan_inputs(plan, domain_option="--domain")
