@@ -1,8 +1,10 @@
-"""The `pinning-hook` command: `serve` for the sidecar, `plan` for people.
+"""The `pinning-hook` command: `serve` for the sidecar, `plan` and `verify` for people.
 
-Both subcommands are thin: `serve` hands its settings to `server.serve`, and
-`plan` runs the same `rewrite.rewrite_domain` that OnDefineDomain runs.
-Exit codes: 0 success, 1 the sidecar cannot run here, 2 invalid input.
+The subcommands are thin: `serve` hands its settings to `server.serve`, and
+`plan` and `verify` run the same `rewrite.rewrite_domain` that
+OnDefineDomain runs. Exit codes: 0 success, 1 the sidecar cannot run here,
+2 invalid input. `verify` follows diff's convention instead: 0 the live pins
+match the plan, 1 they differ, 2 any error.
 """
 
 from __future__ import annotations
@@ -14,15 +16,20 @@ import os
 import pathlib
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pinning_hook import __version__, hostcpus, logs
+
+if TYPE_CHECKING:
+    from pinning_hook.rewrite import Outcome
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_CANNOT_RUN = 1
 EXIT_INVALID_INPUT = 2
+EXIT_MISMATCH = 1
+EXIT_VERIFY_ERROR = 2
 
 # virt-launcher tells sockets apart by file name, so two sidecars in one
 # pod need two names. The container name (hook-sidecar-0, hook-sidecar-1,
@@ -62,16 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-format", choices=logs.LOG_FORMATS, default="json", help="log line format (default: %(default)s)"
     )
-    serve.add_argument("--debug", action="store_true", help="also log routine events such as each Info call")
 
     plan = commands.add_parser("plan", help="show the pins a VMI would get, without KubeVirt")
-    plan.add_argument("--vmi", required=True, type=pathlib.Path, help="VMI or VirtualMachine manifest, YAML or JSON")
-    plan.add_argument(
-        "--domain",
-        type=pathlib.Path,
-        help="domain XML to rewrite (default: a domain built from the VMI's CPU topology)",
-    )
-    _add_host_cpus(plan)
+    _add_plan_inputs(plan, domain_option="--domain")
     plan.add_argument(
         "--output",
         choices=("table", "xml"),
@@ -79,7 +79,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="'table' prints the vCPU affinities as virsh vcpupin does; 'xml' prints the rewritten domain",
     )
     plan.add_argument("--log-format", choices=logs.LOG_FORMATS, default="text", help="format of the messages on stderr")
+
+    verify = commands.add_parser(
+        "verify",
+        help="compare a running VM's vCPU pins with the plan",
+        description="Compare a running VM's vCPU pins with the plan. Reads `virsh vcpupin DOMAIN` output on stdin, "
+        "or asks libvirt with --connect and --domain. Exit 0 when every vCPU matches, 1 when some differ "
+        "(one line per vCPU), 2 on any error.",
+    )
+    _add_plan_inputs(verify, domain_option="--domain-xml")
+    verify.add_argument(
+        "--connect",
+        metavar="URI",
+        help="read the pins from libvirt at URI instead of stdin (needs libvirt-python and --domain)",
+    )
+    verify.add_argument(
+        "--domain", metavar="NAME", help="with --connect: the domain's ID, UUID or name, as virsh takes"
+    )
+    verify.add_argument(
+        "--log-format", choices=logs.LOG_FORMATS, default="text", help="format of the messages on stderr"
+    )
     return parser
+
+
+def _add_plan_inputs(parser: argparse.ArgumentParser, *, domain_option: str) -> None:
+    parser.add_argument("--vmi", required=True, type=pathlib.Path, help="VMI or VirtualMachine manifest, YAML or JSON")
+    parser.add_argument(
+        domain_option,
+        dest="domain_xml",
+        metavar="FILE",
+        type=pathlib.Path,
+        help="the domain XML virt-launcher built, before the hook (default: a domain built from the VMI's "
+        "CPU topology; give the real one for a VMI with dedicatedCpuPlacement)",
+    )
+    _add_host_cpus(parser)
 
 
 def _add_host_cpus(parser: argparse.ArgumentParser) -> None:
@@ -94,9 +127,7 @@ def _add_host_cpus(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
-    logs.configure_logging(
-        arguments.log_format, level=logging.DEBUG if getattr(arguments, "debug", False) else logging.INFO
-    )
+    logs.configure_logging(arguments.log_format, level=logging.INFO)
 
     # Imported late so that `--help` and argument errors stay fast.
     from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError
@@ -104,13 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments.command == "serve":
             return run_serve(arguments)
+        if arguments.command == "verify":
+            return run_verify(arguments, sys.stdin, sys.stdout)
         return run_plan(arguments, sys.stdout)
     except InvalidInput as error:
         logger.error("%s", error)
-        return EXIT_INVALID_INPUT
+        return EXIT_VERIFY_ERROR if arguments.command == "verify" else EXIT_INVALID_INPUT
     except (HostCpuError, PinningHookError) as error:
         logger.error("%s", error)
-        return EXIT_CANNOT_RUN
+        return EXIT_VERIFY_ERROR if arguments.command == "verify" else EXIT_CANNOT_RUN
 
 
 def _host_cpus_option(arguments: argparse.Namespace) -> frozenset[int] | None:
@@ -142,20 +175,9 @@ def run_serve(arguments: argparse.Namespace) -> int:
 
 
 def run_plan(arguments: argparse.Namespace, out: TextIO) -> int:
-    from pinning_hook import domainxml, rewrite
-    from pinning_hook import vmi as vmis
-    from pinning_hook.host import HostCpuSource
     from pinning_hook.vcpupin_table import format_table
 
-    document = _load_manifest(arguments.vmi)
-    vmi = vmis.read_vmi(document)
-    domain_xml = arguments.domain.read_bytes() if arguments.domain else domainxml.build_domain_for_vmi(vmi)
-
-    host = HostCpuSource(override=_host_cpus_option(arguments))
-    outcome = rewrite.rewrite_domain(domain_xml, vmi, host)
-    fields = {"namespace": vmi.namespace, "name": vmi.name}
-    logs.log_problems(logger, outcome.problems, fields)
-
+    outcome = _rewrite_for_manifest(arguments)
     if arguments.output == "xml":
         out.write(outcome.domain_xml.decode("utf-8"))
         if not outcome.domain_xml.endswith(b"\n"):
@@ -163,11 +185,72 @@ def run_plan(arguments: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
 
     if outcome.plan is None:
-        out.write(f"{vmi.reference or arguments.vmi}: no pin list; the domain is left unchanged\n")
+        out.write(f"{outcome.vmi.reference or arguments.vmi}: no pin list; the domain is left unchanged\n")
         return EXIT_OK
     plan = outcome.plan
     out.write(format_table({vcpu: plan.affinity(vcpu) for vcpu in range(plan.vcpu_count)}))
     return EXIT_OK
+
+
+def run_verify(arguments: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    from pinning_hook.errors import InvalidInput
+    from pinning_hook.verification import find_mismatches
+
+    if (arguments.connect is None) != (arguments.domain is None):
+        raise InvalidInput("--connect and --domain go together: give both to ask libvirt, or neither to read stdin")
+    if arguments.connect is None and stdin.isatty():
+        raise InvalidInput(
+            "verify reads `virsh vcpupin DOMAIN` output on stdin: pipe it in, "
+            "or pass --connect URI --domain NAME to ask libvirt"
+        )
+
+    outcome = _rewrite_for_manifest(arguments)
+    if outcome.plan is None:
+        raise InvalidInput(
+            f"{outcome.vmi.reference or arguments.vmi} has no pin list, so the sidecar leaves its pins as "
+            "KubeVirt writes them and there is no plan to verify"
+        )
+
+    if arguments.connect is not None:
+        from pinning_hook.libvirtpins import read_live_affinities
+
+        live = read_live_affinities(arguments.connect, arguments.domain)
+    else:
+        from pinning_hook.vcpupin_table import parse_table
+
+        live = parse_table(stdin.read())
+
+    mismatches = find_mismatches(outcome.plan, live)
+    for mismatch in mismatches:
+        out.write(mismatch.describe() + "\n")
+    if mismatches:
+        return EXIT_MISMATCH
+    out.write(f"all {outcome.plan.vcpu_count} vCPUs match the plan\n")
+    return EXIT_OK
+
+
+def _rewrite_for_manifest(arguments: argparse.Namespace) -> Outcome:
+    """Run the OnDefineDomain rewrite for the --vmi manifest and log its problems, as `plan` shows them."""
+    from pinning_hook import domainxml, rewrite
+    from pinning_hook import vmi as vmis
+    from pinning_hook.host import HostCpuSource
+
+    vmi = vmis.read_vmi(_load_manifest(arguments.vmi))
+    domain_xml = _read_domain_xml(arguments.domain_xml) if arguments.domain_xml else domainxml.build_domain_for_vmi(vmi)
+
+    host = HostCpuSource(override=_host_cpus_option(arguments))
+    outcome = rewrite.rewrite_domain(domain_xml, vmi, host)
+    logs.log_problems(logger, outcome.problems, {"namespace": vmi.namespace, "name": vmi.name})
+    return outcome
+
+
+def _read_domain_xml(path: pathlib.Path) -> bytes:
+    from pinning_hook.errors import InvalidInput
+
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise InvalidInput(f"cannot read the domain XML {str(path)!r}: {error.strerror}") from error
 
 
 def _load_manifest(path: pathlib.Path) -> Any:

@@ -93,14 +93,16 @@ class HookServicer:
         self._host = HostCpuSource(override=settings.host_cpus)
 
     def info(self, request: Any, context: grpc.ServicerContext) -> Any:
-        logger.debug("Info returned", extra={"fields": {"versions": list(self._settings.versions)}})
+        started = time.perf_counter()
+        fields = {"versions": list(self._settings.versions), "outcome": "ok", "durationMs": _since(started)}
+        logger.info("Info returned", extra={"fields": fields})
         return self._info
 
     def on_define_domain(self, request: Any, context: grpc.ServicerContext, result_type: type) -> Any:
         started = time.perf_counter()
         fields: dict[str, Any] = {"hookPoint": ON_DEFINE_DOMAIN}
         code, message, outcome = self._rewrite(request, fields)
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        duration_ms = _since(started)
 
         if outcome is None:
             logger.info(
@@ -119,6 +121,7 @@ class HookServicer:
                     **fields,
                     "outcome": _describe(outcome),
                     "pins": _pins_text(outcome),
+                    "availableCpus": format_cpuset(outcome.plan.available) if outcome.plan else "",
                     "problems": len(outcome.problems),
                     "durationMs": duration_ms,
                 }
@@ -153,18 +156,26 @@ class HookServicer:
             )
 
     def pre_cloud_init_iso(self, request: Any, context: grpc.ServicerContext, result_type: type) -> Any:
-        logger.debug(
-            "PreCloudInitIso returned its input unchanged", extra={"fields": {"hookPoint": PRE_CLOUD_INIT_ISO}}
-        )
-        return result_type(
+        started = time.perf_counter()
+        result = result_type(
             cloudInitNoCloudSource=request.cloudInitNoCloudSource,
             cloudInitData=request.cloudInitData,
         )
+        fields = {"hookPoint": PRE_CLOUD_INIT_ISO, "outcome": "unchanged", "durationMs": _since(started)}
+        logger.info("PreCloudInitIso returned its input unchanged", extra={"fields": fields})
+        return result
 
     def shutdown(self, request: Any, context: grpc.ServicerContext, result_type: type) -> Any:
-        logger.info("Shutdown requested by virt-launcher", extra={"fields": {"hookPoint": SHUTDOWN}})
+        started = time.perf_counter()
         self._stop_requested.set()
+        fields = {"hookPoint": SHUTDOWN, "outcome": "stopping", "durationMs": _since(started)}
+        logger.info("Shutdown requested by virt-launcher", extra={"fields": fields})
         return result_type()
+
+
+def _since(started: float) -> float:
+    """Return the milliseconds since `started`, a time.perf_counter() value."""
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _describe(outcome: Outcome) -> str:

@@ -16,6 +16,7 @@ packages=(
     libvirt-dev                # headers to build libvirt-python from PyPI
     pkg-config
     gcc
+    python3                    # the system interpreter that tests/test_image.py installs the wheel for
     "$@"
 )
 
