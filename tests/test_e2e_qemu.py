@@ -115,3 +115,25 @@ def domain_emulator_pin(domain: object) -> set[int]:
     """Return the host CPUs libvirt reports for the emulator threads."""
     cpumap = domain.emulatorPinInfo()  # type: ignore[attr-defined]
     return {cpu for cpu, allowed in enumerate(cpumap) if allowed}
+
+
+def test_offline_vcpu_pin_applies_on_hotplug(
+    virt: realvirt.EmbeddedLibvirt, tmp_path: pathlib.Path, domain_xml: bytes, host: list[int]
+) -> None:
+    import libvirt
+
+    low, high = host[0], host[-1]
+    # vCPU 1 starts offline, as KubeVirt writes it for vCPU hotplug.
+    hotplug = domain_xml.replace(
+        b'<vcpu placement="static">2</vcpu>',
+        b'<vcpu placement="static" current="1">2</vcpu>\n\t<vcpus>\n'
+        b'\t\t<vcpu id="0" enabled="yes" hotpluggable="no"></vcpu>\n'
+        b'\t\t<vcpu id="1" enabled="no" hotpluggable="yes"></vcpu>\n\t</vcpus>',
+    )
+    output, _ = rewrite(tmp_path, hotplug, [f"0-{high}", f"1-{low}"])
+
+    with virt.running_domain(output.decode()) as domain:
+        assert realvirt.kernel_pins(domain) == {0: frozenset({high})}
+        domain.setVcpusFlags(2, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+        assert realvirt.kernel_pins(domain) == {0: frozenset({high}), 1: frozenset({low})}
