@@ -77,13 +77,7 @@ def parse_vmi_json(data: bytes) -> Vmi:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidInput(f"the VMI is not UTF-8: invalid byte at offset {error.start}") from error
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(
-            f"the VMI is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from error
-    return read_vmi(document)
+    return read_vmi(_load_json(text, "the VMI"))
 
 
 def read_vmi(document: object) -> Vmi:
@@ -151,13 +145,7 @@ def _pin_list_from_annotation(annotations: Mapping[str, Any]) -> tuple[str, ...]
     where = f"the annotation {PIN_LIST_ANNOTATION}"
     if not isinstance(value, str):
         raise InvalidInput(f"{where} must be a string holding {PIN_LIST_SHAPE}, not {type(value).__name__}")
-    try:
-        decoded = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(
-            f"{where} is not valid JSON ({error.msg} at column {error.colno}); expected {PIN_LIST_SHAPE}"
-        ) from error
-    return _string_list(decoded, where)
+    return _string_list(_load_json(value, where, expected=PIN_LIST_SHAPE), where)
 
 
 def _pin_list_from_field(cpu: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -215,6 +203,24 @@ def _cores_from_resources(domain: Mapping[str, Any]) -> int | None:
         number = float(match.group(1)) / (1000 if match.group(2) else 1)
         return max(1, math.ceil(number))
     return None
+
+
+def _load_json(text: str, where: str, *, expected: str = "") -> object:
+    """Decode JSON text, raising InvalidInput that names `where` for anything json.loads rejects."""
+    advice = f"; expected {expected}" if expected else ""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"{where} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}{advice}"
+        ) from error
+    except RecursionError as error:
+        # The decoder recurses once per nested array or object.
+        raise InvalidInput(f"{where} nests JSON arrays or objects too deeply to decode{advice}") from error
+    except ValueError as error:
+        # Not a JSONDecodeError: int() rejects integers of more than 4300
+        # digits (sys.get_int_max_str_digits()).
+        raise InvalidInput(f"{where} contains a JSON number with too many digits to decode{advice}") from error
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:
