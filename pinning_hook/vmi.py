@@ -87,10 +87,10 @@ def read_vmi(document: object) -> Vmi:
         vmi = _vmi_from_virtual_machine(vmi)
 
     metadata = _mapping(vmi.get("metadata", {}), "metadata")
-    annotations = _mapping(metadata.get("annotations") or {}, "metadata.annotations")
+    annotations = _optional_mapping(metadata.get("annotations"), "metadata.annotations")
     spec = _mapping(vmi.get("spec", {}), "spec")
     domain = _mapping(spec.get("domain", {}), "spec.domain")
-    cpu = _mapping(domain.get("cpu") or {}, "spec.domain.cpu")
+    cpu = _optional_mapping(domain.get("cpu"), "spec.domain.cpu")
 
     from_annotation = _pin_list_from_annotation(annotations)
     from_field = _pin_list_from_field(cpu)
@@ -133,7 +133,7 @@ def _vmi_from_virtual_machine(vm: Mapping[str, Any]) -> Mapping[str, Any]:
     spec = _mapping(vm.get("spec", {}), "spec")
     template = _mapping(spec.get("template", {}), "spec.template")
     outer = _mapping(vm.get("metadata", {}), "metadata")
-    inner = _mapping(template.get("metadata") or {}, "spec.template.metadata")
+    inner = _optional_mapping(template.get("metadata"), "spec.template.metadata")
     identity = {key: outer[key] for key in ("namespace", "name", "uid") if key in outer}
     return {"metadata": {**inner, **identity}, "spec": template.get("spec", {})}
 
@@ -189,9 +189,9 @@ _QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m?)")
 
 
 def _cores_from_resources(domain: Mapping[str, Any]) -> int | None:
-    resources = _mapping(domain.get("resources") or {}, "spec.domain.resources")
+    resources = _optional_mapping(domain.get("resources"), "spec.domain.resources")
     for kind in ("limits", "requests"):
-        values = _mapping(resources.get(kind) or {}, f"spec.domain.resources.{kind}")
+        values = _optional_mapping(resources.get(kind), f"spec.domain.resources.{kind}")
         quantity = values.get("cpu")
         if quantity is None:
             continue
@@ -227,6 +227,11 @@ def _mapping(value: object, where: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(f"{where} must be a JSON object, not a JSON {_json_type(value)}")
     return value
+
+
+def _optional_mapping(value: object, where: str) -> Mapping[str, Any]:
+    """Read an object that may be absent: JSON null reads as empty, as Go's encoding/json reads it."""
+    return {} if value is None else _mapping(value, where)
 
 
 def _string(value: object, where: str) -> str:
