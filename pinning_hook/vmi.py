@@ -198,9 +198,12 @@ def _cores_from_resources(domain: Mapping[str, Any]) -> int | None:
         match = _QUANTITY.fullmatch(str(quantity))
         if match is None:
             raise InvalidInput(
-                f"spec.domain.resources.{kind}.cpu {quantity!r} is not a CPU quantity such as '2' or '500m'"
+                f"spec.domain.resources.{kind}.cpu {quantity!r:.40} is not a CPU quantity such as '2' or '500m'"
             )
         number = float(match.group(1)) / (1000 if match.group(2) else 1)
+        # float() turns a number of more than about 308 digits into infinity.
+        if not math.isfinite(number):
+            raise InvalidInput(f"spec.domain.resources.{kind}.cpu {quantity!r:.40} is too large for a CPU count")
         return max(1, math.ceil(number))
     return None
 
