@@ -22,6 +22,10 @@ from pinning_hook.vmi import Vmi
 # and even one with hundreds of disks and vCPU pins stays below 1 MiB.
 MAX_DOMAIN_XML_BYTES = 8 * 1024 * 1024
 
+# libvirt reads the <vcpu> count and the vcpu attribute of <vcpupin> as
+# unsigned int: libvirt 9.0.0 rejects 4294967296 in both.
+MAX_VCPU_NUMBER = 2**32 - 1
+
 # Elements after which a new <cputune> goes, nearest last. Position has no
 # meaning to libvirt, but next to <vcpu> is where people look for it.
 _CPUTUNE_ANCHORS = ("vcpu", "vcpus", "iothreads", "iothreadids")
@@ -63,9 +67,10 @@ def read_vcpu_count(tree: etree._ElementTree) -> int:
     if vcpu is None:
         raise InvalidInput("the domain XML has no <vcpu> element, so the vCPUs to pin are unknown")
     text = (vcpu.text or "").strip()
-    if not text.isascii() or not text.isdigit() or int(text) < 1:
+    count = _parse_vcpu_number(text)
+    if count is None or count < 1:
         raise InvalidInput(f"the domain XML's <vcpu> is {text[:40]!r}, expected a positive number of vCPUs")
-    return int(text)
+    return count
 
 
 def read_vcpu_pins(tree: etree._ElementTree) -> dict[int, frozenset[int]]:
@@ -74,7 +79,8 @@ def read_vcpu_pins(tree: etree._ElementTree) -> dict[int, frozenset[int]]:
     for element in tree.getroot().iterfind("cputune/vcpupin"):
         vcpu_text = element.get("vcpu", "")
         cpuset_text = element.get("cpuset", "")
-        if not vcpu_text.isascii() or not vcpu_text.isdigit():
+        vcpu = _parse_vcpu_number(vcpu_text)
+        if vcpu is None:
             raise InvalidInput(f"the domain XML has <vcpupin vcpu={vcpu_text!r:.40}>, expected a vCPU number")
         try:
             cpus = parse_cpuset(cpuset_text)
@@ -83,11 +89,19 @@ def read_vcpu_pins(tree: etree._ElementTree) -> dict[int, frozenset[int]]:
                 f'the domain XML\'s <vcpupin vcpu="{vcpu_text}"> has an invalid cpuset: {error}'
             ) from error
 
-        vcpu = int(vcpu_text)
         if vcpu in pins:
             raise InvalidInput(f"the domain XML pins vCPU {vcpu} twice, which libvirt rejects")
         pins[vcpu] = cpus
     return pins
+
+
+def _parse_vcpu_number(text: str) -> int | None:
+    """Parse ASCII decimal digits up to MAX_VCPU_NUMBER, or return None."""
+    # Checked before int(), which rejects more than 4300 digits with a ValueError.
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_VCPU_NUMBER)):
+        return None
+    number = int(text)
+    return number if number <= MAX_VCPU_NUMBER else None
 
 
 def write_vcpu_pins(tree: etree._ElementTree, pins: Mapping[int, frozenset[int]]) -> None:
