@@ -33,7 +33,7 @@ import pinning_hook.hookapi.v1alpha3_pb2 as v1alpha3_pb2
 from pinning_hook import hostcpus
 from pinning_hook.cpusets import format_cpuset
 from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError
-from pinning_hook.logs import log_problems
+from pinning_hook.logs import log_problems, shorten
 from pinning_hook.rewrite import Outcome, rewrite_domain
 from pinning_hook.vmi import parse_vmi_json
 
@@ -60,6 +60,10 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 WORKER_THREADS = 4
 # How long in-flight calls may run on after a stop request.
 STOP_GRACE_SECONDS = 1.5
+# The maximum length of the error text in a status or a log line, enough
+# to name the bad value. The status text travels in a trailer, and
+# grpcio's client drops a response whose trailers exceed 16 KiB.
+MAX_ERROR_TEXT_LENGTH = 1000
 # Owner and group only: virt-launcher runs with the sidecar's uid (107) or as root.
 SOCKET_MODE = 0o660
 
@@ -137,11 +141,13 @@ class HookServicer:
             fields.update(namespace=vmi.namespace, name=vmi.name, uid=vmi.uid)
             return grpc.StatusCode.OK, "", rewrite_domain(request.domainXML, vmi, self.host_cpus)
         except InvalidInput as error:
-            logger.error("OnDefineDomain rejected invalid input: %s", error, extra={"fields": fields})
-            return grpc.StatusCode.INVALID_ARGUMENT, f"{HOOK_NAME}: {error}", None
+            text = shorten(str(error), MAX_ERROR_TEXT_LENGTH)
+            logger.error("OnDefineDomain rejected invalid input: %s", text, extra={"fields": fields})
+            return grpc.StatusCode.INVALID_ARGUMENT, f"{HOOK_NAME}: {text}", None
         except HostCpuError as error:
-            logger.error("OnDefineDomain cannot read the host CPUs: %s", error, extra={"fields": fields})
-            return grpc.StatusCode.FAILED_PRECONDITION, f"{HOOK_NAME}: {error}", None
+            text = shorten(str(error), MAX_ERROR_TEXT_LENGTH)
+            logger.error("OnDefineDomain cannot read the host CPUs: %s", text, extra={"fields": fields})
+            return grpc.StatusCode.FAILED_PRECONDITION, f"{HOOK_NAME}: {text}", None
         except Exception:
             logger.exception(
                 "OnDefineDomain hit an internal error; the sidecar keeps serving", extra={"fields": fields}
