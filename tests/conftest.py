@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -62,3 +65,11 @@ def virt() -> Any:
 
     realvirt.require_libvirt()
     return realvirt.shared_session()
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[pathlib.Path]:
+    """An empty directory with a short path, since a unix socket path has at most 107 bytes."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="pinning-hook-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
