@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 TESTS_DIR = pathlib.Path(__file__).parent
 REPO_ROOT = TESTS_DIR.parent
@@ -20,6 +21,13 @@ GOLDEN_DIR = TESTS_DIR / "golden"
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 
 PIN_LIST_ANNOTATION = "cpu-pinning.vm.kubevirt.io/pinning"
+
+# Property tests draw the same examples on every run, so a failure in CI
+# reproduces anywhere. `pytest --hypothesis-profile=explore` draws new,
+# random examples and more of them, to hunt for new failures.
+settings.register_profile("reproducible", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile("reproducible")
 
 
 def make_vmi(
