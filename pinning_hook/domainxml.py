@@ -27,6 +27,10 @@ MAX_DOMAIN_XML_BYTES = 8 * 1024 * 1024
 # planning millions of vCPUs would stall the call.
 MAX_VCPUS = MAX_CPU_ID + 1
 
+# libvirt reads the <vcpu> count and the vcpu attribute of <vcpupin> as
+# unsigned int: libvirt 9.0.0 rejects 4294967296 in both.
+MAX_VCPU_NUMBER = 2**32 - 1
+
 # Elements after which a new <cputune> goes, nearest last. Position has no
 # meaning to libvirt, but next to <vcpu> is where people look for it.
 _CPUTUNE_ANCHORS = ("vcpu", "vcpus", "iothreads", "iothreadids")
@@ -68,11 +72,21 @@ def read_vcpu_count(tree: etree._ElementTree) -> int:
     if vcpu is None:
         raise InvalidInput("the domain XML has no <vcpu> element, so the vCPUs to pin are unknown")
     text = (vcpu.text or "").strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 6 or int(text) < 1:
+    count = _parse_vcpu_number(text)
+    if count is None or count < 1:
         raise InvalidInput(f"the domain XML's <vcpu> is {text[:40]!r}, expected a positive number of vCPUs")
-    if int(text) > MAX_VCPUS:
+    if count > MAX_VCPUS:
         raise InvalidInput(f"the domain XML's <vcpu> is {text}, above the limit of {MAX_VCPUS} vCPUs")
-    return int(text)
+    return count
+
+
+def _parse_vcpu_number(text: str) -> int | None:
+    """Parse ASCII decimal digits up to MAX_VCPU_NUMBER, or return None."""
+    # Checked before int(), which rejects more than 4300 digits with a ValueError.
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_VCPU_NUMBER)):
+        return None
+    number = int(text)
+    return number if number <= MAX_VCPU_NUMBER else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +109,8 @@ _PIN_TAGS = ("vcpupin", "emulatorpin", "iothreadpin")
 def read_cputune(tree: etree._ElementTree) -> CpuTune:
     """Read the domain's existing pins, raising InvalidInput for pins libvirt would reject."""
     root = tree.getroot()
-    vcpu_pins = _read_numbered_pins(root, "vcpupin", "vcpu")
-    iothread_pins = _read_numbered_pins(root, "iothreadpin", "iothread")
+    vcpu_pins = _read_numbered_pins(root, "vcpupin", "vcpu", "a vCPU number")
+    iothread_pins = _read_numbered_pins(root, "iothreadpin", "iothread", "an IO thread number")
 
     emulator_pin = None
     emulator = root.find("cputune/emulatorpin")
@@ -105,13 +119,13 @@ def read_cputune(tree: etree._ElementTree) -> CpuTune:
     return CpuTune(vcpu_pins=vcpu_pins, emulator_pin=emulator_pin, iothread_pins=iothread_pins)
 
 
-def _read_numbered_pins(root: etree._Element, tag: str, attribute: str) -> dict[int, frozenset[int]]:
+def _read_numbered_pins(root: etree._Element, tag: str, attribute: str, expected: str) -> dict[int, frozenset[int]]:
     pins: dict[int, frozenset[int]] = {}
     for element in root.iterfind(f"cputune/{tag}"):
         number_text = element.get(attribute, "")
-        if not number_text.isascii() or not number_text.isdigit():
-            raise InvalidInput(f"the domain XML has <{tag} {attribute}={number_text[:40]!r}>, expected a number")
-        number = int(number_text)
+        number = _parse_vcpu_number(number_text)
+        if number is None:
+            raise InvalidInput(f"the domain XML has <{tag} {attribute}={number_text[:40]!r}>, expected {expected}")
         if number in pins:
             raise InvalidInput(f'the domain XML has two <{tag} {attribute}="{number}">, which libvirt rejects')
         pins[number] = _element_cpuset(element, f'<{tag} {attribute}="{number}">')
@@ -131,15 +145,21 @@ def read_iothread_ids(tree: etree._ElementTree) -> frozenset[int]:
     root = tree.getroot()
     explicit = root.findall("iothreadids/iothread")
     if explicit:
-        ids = {element.get("id", "") for element in explicit}
-        if not all(text.isascii() and text.isdigit() for text in ids):
-            raise InvalidInput(f"the domain XML's <iothreadids> has non-numeric ids: {sorted(ids)[:5]}")
-        return frozenset(int(text) for text in ids)
+        texts = [element.get("id", "") for element in explicit]
+        ids = {_parse_vcpu_number(text) for text in texts}
+        if None in ids:
+            raise InvalidInput(f"the domain XML's <iothreadids> has non-numeric ids: {[t[:20] for t in texts[:5]]}")
+        return frozenset(number for number in ids if number is not None)
 
     count_text = (root.findtext("iothreads") or "0").strip()
-    if not count_text.isascii() or not count_text.isdigit():
-        raise InvalidInput(f"the domain XML's <iothreads> is {count_text[:40]!r}, expected a number of IO threads")
-    return frozenset(range(1, int(count_text) + 1))
+    count = _parse_vcpu_number(count_text)
+    # Each IO thread is a host thread: more of them than vCPUs libvirt can
+    # pin is no real VM, and the id set below would take gigabytes.
+    if count is None or count > MAX_VCPUS:
+        raise InvalidInput(
+            f"the domain XML's <iothreads> is {count_text[:40]!r}, expected a number of IO threads up to {MAX_VCPUS}"
+        )
+    return frozenset(range(1, count + 1))
 
 
 def read_guest_topology(tree: etree._ElementTree, vcpu_count: int) -> CpuTopology:
@@ -151,9 +171,12 @@ def read_guest_topology(tree: etree._ElementTree, vcpu_count: int) -> CpuTopolog
     counts = {}
     for attribute in ("sockets", "dies", "clusters", "cores", "threads"):
         text = element.get(attribute, "1")
-        if not text.isascii() or not text.isdigit() or int(text) < 1:
-            raise InvalidInput(f"the domain XML's <topology {attribute}={text[:40]!r}> is not a positive number")
-        counts[attribute] = int(text)
+        number = _parse_vcpu_number(text)
+        if number is None or not 1 <= number <= MAX_VCPUS:
+            raise InvalidInput(
+                f"the domain XML's <topology {attribute}={text[:40]!r}> is not a number from 1 to {MAX_VCPUS}"
+            )
+        counts[attribute] = number
     # Dies and clusters only group cores further inside a socket; vCPU
     # numbering still runs thread, then core, then the larger units.
     sockets = counts["sockets"] * counts["dies"] * counts["clusters"]

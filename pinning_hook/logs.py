@@ -31,6 +31,13 @@ MAX_FIELD_LENGTH = 200
 _RESERVED_KEYS = {"component", "level", "msg", "pos", "timestamp"}
 
 
+def shorten(text: str, limit: int) -> str:
+    """Cut `text` to `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"... ({len(text)} characters)"
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     moment = datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -42,8 +49,8 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     for key, value in fields.items():
         if value is None or value == "":
             continue
-        if isinstance(value, str) and len(value) > MAX_FIELD_LENGTH:
-            value = value[:MAX_FIELD_LENGTH] + f"... ({len(value)} characters)"
+        if isinstance(value, str):
+            value = shorten(value, MAX_FIELD_LENGTH)
         result[key if key not in _RESERVED_KEYS else f"field_{key}"] = value
     return result
 

@@ -34,7 +34,7 @@ _CPUSET = re.compile(r"(-?[0-9]+):(.*)", re.DOTALL)
 ACCEPTED_FORMS = '"V-P" (vCPU V on host CPU P, such as "0-2") or "V:CPUSET" (such as "1:0-3,^2")'
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class PinEntry:
     """One well-formed entry: a vCPU and the host CPUs it may run on."""
 
@@ -43,12 +43,14 @@ class PinEntry:
     cpus: frozenset[int]
 
 
-def parse_pin_list(entries: Iterable[str]) -> tuple[list[PinEntry], list[Problem]]:
+def parse_pin_list(entries: Iterable[str], *, vcpu_count: int | None = None) -> tuple[list[PinEntry], list[Problem]]:
     """Parse the entries in order and return the valid ones with the problems.
 
     When an entry names a vCPU that an earlier entry named too, the later
     entry replaces the earlier one, so each vCPU appears at most once in
-    the result.
+    the result. With `vcpu_count`, entries for vCPUs the domain lacks are
+    rejected here, so that a flood of them costs no memory beyond its
+    problems.
     """
     by_vcpu: dict[int, PinEntry] = {}
     problems: list[Problem] = []
@@ -58,6 +60,9 @@ def parse_pin_list(entries: Iterable[str]) -> tuple[list[PinEntry], list[Problem
         entry = parse_entry(raw)
         if isinstance(entry, Problem):
             problems.append(entry)
+            continue
+        if vcpu_count is not None and entry.vcpu >= vcpu_count:
+            problems.append(vcpu_out_of_range(entry, vcpu_count))
             continue
 
         cpu_ids += len(entry.cpus)
@@ -128,6 +133,17 @@ def parse_entry(raw: str) -> PinEntry | Problem:
         return PinEntry(text=text, vcpu=vcpu, cpus=cpus)
 
     return _invalid(raw, "it is in neither accepted form")
+
+
+def vcpu_out_of_range(entry: PinEntry, vcpu_count: int) -> Problem:
+    """Return the Problem for an entry that names a vCPU the domain does not have."""
+    return Problem(
+        code="vcpu-out-of-range",
+        message=f"impossible to pin {entry.vcpu} on VM where we have only {vcpu_count}",
+        hint=f"entry {quote(entry.text)} is ignored; this VM's vCPUs are 0-{vcpu_count - 1}",
+        entry=entry.text,
+        vcpu=entry.vcpu,
+    )
 
 
 def quote(entry: str, limit: int = 40) -> str:

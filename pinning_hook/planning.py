@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 
 from pinning_hook.cpusets import format_cpuset
-from pinning_hook.pinlist import PinEntry, quote
+from pinning_hook.pinlist import PinEntry, quote, vcpu_out_of_range
 from pinning_hook.problems import Problem
 
 
@@ -62,23 +62,19 @@ def plan_pins(
 
 def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) -> Problem | None:
     """Return the Problem that keeps the entry from being applied, if any."""
-    floating = f"vCPU {entry.vcpu} floats over {format_cpuset(available)}"
-
     if entry.vcpu >= vcpu_count:
-        return Problem(
-            code="vcpu-out-of-range",
-            message=f"impossible to pin {entry.vcpu} on VM where we have only {vcpu_count}",
-            hint=f"entry {quote(entry.text)} is ignored; this VM's vCPUs are 0-{vcpu_count - 1}",
-            entry=entry.text,
-            vcpu=entry.vcpu,
-        )
+        return vcpu_out_of_range(entry, vcpu_count)
 
     missing = entry.cpus - available
     if missing:
+        # Formatted only here: it takes about 1 ms for 16384 host CPUs, and
+        # most entries of a flood name vCPUs that the domain does not have.
+        listed = format_cpuset(available)
         return Problem(
             code="cpu-not-available",
             message=f"impossible to pin {min(missing)} on host where we have only {describe_cpus(available)}",
-            hint=f"entry {quote(entry.text)} is ignored and {floating}; pin it to one of {format_cpuset(available)}",
+            hint=f"entry {quote(entry.text)} is ignored and vCPU {entry.vcpu} floats over {listed}; "
+            f"pin it to one of {listed}",
             entry=entry.text,
             vcpu=entry.vcpu,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with the pin list, as logged for the operator."""
 

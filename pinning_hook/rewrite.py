@@ -59,7 +59,7 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
     else:
         available = host.available()
 
-    entries, parse_problems = pinlist.parse_pin_list(vmi.pin_list or ())
+    entries, parse_problems = pinlist.parse_pin_list(vmi.pin_list or (), vcpu_count=vcpu_count)
     plan = planning.plan_pins(entries, vcpu_count=vcpu_count, available=available, existing_pins=current.vcpu_pins)
     threads = threadpins.plan_thread_pins(
         vmi.emulator_pin,

@@ -95,13 +95,7 @@ def parse_vmi_json(data: bytes) -> Vmi:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidInput(f"the VMI is not UTF-8: invalid byte at offset {error.start}") from error
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(
-            f"the VMI is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from error
-    return read_vmi(document)
+    return read_vmi(_load_json(text, "the VMI"))
 
 
 def read_vmi(document: object) -> Vmi:
@@ -111,10 +105,10 @@ def read_vmi(document: object) -> Vmi:
         vmi = _vmi_from_virtual_machine(vmi)
 
     metadata = _mapping(vmi.get("metadata", {}), "metadata")
-    annotations = _mapping(metadata.get("annotations") or {}, "metadata.annotations")
+    annotations = _optional_mapping(metadata.get("annotations"), "metadata.annotations")
     spec = _mapping(vmi.get("spec", {}), "spec")
     domain = _mapping(spec.get("domain", {}), "spec.domain")
-    cpu = _mapping(domain.get("cpu") or {}, "spec.domain.cpu")
+    cpu = _optional_mapping(domain.get("cpu"), "spec.domain.cpu")
 
     from_annotation = _pin_list_from_annotation(annotations)
     from_field = _pin_list_from_field(cpu)
@@ -161,7 +155,7 @@ def _vmi_from_virtual_machine(vm: Mapping[str, Any]) -> Mapping[str, Any]:
     spec = _mapping(vm.get("spec", {}), "spec")
     template = _mapping(spec.get("template", {}), "spec.template")
     outer = _mapping(vm.get("metadata", {}), "metadata")
-    inner = _mapping(template.get("metadata") or {}, "spec.template.metadata")
+    inner = _optional_mapping(template.get("metadata"), "spec.template.metadata")
     identity = {key: outer[key] for key in ("namespace", "name", "uid") if key in outer}
     return {"metadata": {**inner, **identity}, "spec": template.get("spec", {})}
 
@@ -182,13 +176,7 @@ def _json_list_annotation(annotations: Mapping[str, Any], key: str, shape: str) 
     where = f"the annotation {key}"
     if not isinstance(value, str):
         raise InvalidInput(f"{where} must be a string holding {shape}, not a JSON {_json_type(value)}")
-    try:
-        decoded = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(
-            f"{where} is not valid JSON ({error.msg} at column {error.colno}); expected {shape}"
-        ) from error
-    return _string_list(decoded, where, shape)
+    return _string_list(_load_json(value, where, expected=shape), where, shape)
 
 
 def _optional_string(annotations: Mapping[str, Any], key: str) -> str | None:
@@ -252,26 +240,52 @@ _QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m?)")
 
 
 def _cores_from_resources(domain: Mapping[str, Any]) -> int | None:
-    resources = _mapping(domain.get("resources") or {}, "spec.domain.resources")
+    resources = _optional_mapping(domain.get("resources"), "spec.domain.resources")
     for kind in ("limits", "requests"):
-        values = _mapping(resources.get(kind) or {}, f"spec.domain.resources.{kind}")
+        values = _optional_mapping(resources.get(kind), f"spec.domain.resources.{kind}")
         quantity = values.get("cpu")
         if quantity is None:
             continue
         match = _QUANTITY.fullmatch(str(quantity))
         if match is None:
             raise InvalidInput(
-                f"spec.domain.resources.{kind}.cpu {quantity!r} is not a CPU quantity such as '2' or '500m'"
+                f"spec.domain.resources.{kind}.cpu {quantity!r:.40} is not a CPU quantity such as '2' or '500m'"
             )
         number = float(match.group(1)) / (1000 if match.group(2) else 1)
+        # float() turns a number of more than about 308 digits into infinity.
+        if not math.isfinite(number):
+            raise InvalidInput(f"spec.domain.resources.{kind}.cpu {quantity!r:.40} is too large for a CPU count")
         return max(1, math.ceil(number))
     return None
+
+
+def _load_json(text: str, where: str, *, expected: str = "") -> object:
+    """Decode JSON text, raising InvalidInput that names `where` for anything json.loads rejects."""
+    advice = f"; expected {expected}" if expected else ""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"{where} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}{advice}"
+        ) from error
+    except RecursionError as error:
+        # The decoder recurses once per nested array or object.
+        raise InvalidInput(f"{where} nests JSON arrays or objects too deeply to decode{advice}") from error
+    except ValueError as error:
+        # Not a JSONDecodeError: int() rejects integers of more than 4300
+        # digits (sys.get_int_max_str_digits()).
+        raise InvalidInput(f"{where} contains a JSON number with too many digits to decode{advice}") from error
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(f"{where} must be a JSON object, not a JSON {_json_type(value)}")
     return value
+
+
+def _optional_mapping(value: object, where: str) -> Mapping[str, Any]:
+    """Read an object that may be absent: JSON null reads as empty, as Go's encoding/json reads it."""
+    return {} if value is None else _mapping(value, where)
 
 
 def _string(value: object, where: str) -> str:

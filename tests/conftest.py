@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 TESTS_DIR = pathlib.Path(__file__).parent
 REPO_ROOT = TESTS_DIR.parent
@@ -17,6 +21,13 @@ GOLDEN_DIR = TESTS_DIR / "golden"
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 
 PIN_LIST_ANNOTATION = "cpu-pinning.vm.kubevirt.io/pinning"
+
+# Property tests draw the same examples on every run, so a failure in CI
+# reproduces anywhere. `pytest --hypothesis-profile=explore` draws new,
+# random examples and more of them, to hunt for new failures.
+settings.register_profile("reproducible", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile("reproducible")
 
 
 def make_vmi(
@@ -141,3 +152,11 @@ def make_sysfs(
         node_dir.mkdir(parents=True)
         (node_dir / "cpulist").write_text(cpulist + "\n")
     return cpu_root
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[pathlib.Path]:
+    """An empty directory with a short path, since a unix socket path has at most 107 bytes."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="pinning-hook-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

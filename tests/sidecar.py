@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ class Sidecar:
         self.command = [sys.executable, "-m", "pinning_hook", "serve", "--socket-dir", str(socket_dir), *args]
         self.env = {**os.environ, "CONTAINER_NAME": "hook-sidecar-0", **(env or {})}
         self.process: subprocess.Popen[str] | None = None
+        self._log_path: pathlib.Path | None = None
         self.stderr = ""
 
     @property
@@ -33,14 +35,19 @@ class Sidecar:
         # Run from the socket directory, so that `python -m` imports the
         # installed package, which carries the generated stubs, and not the
         # source tree.
-        self.process = subprocess.Popen(
-            self.command, cwd=self.socket_dir, env=self.env, stderr=subprocess.PIPE, text=True
-        )
+        # The log goes to a file opened for appending, not to a pipe: a pipe
+        # that nobody reads fills up after 64 KiB and then blocks the
+        # sidecar's logging.
+        descriptor, log_name = tempfile.mkstemp(prefix="pinning-hook-log-")
+        os.close(descriptor)
+        self._log_path = pathlib.Path(log_name)
+        with self._log_path.open("a") as log:
+            self.process = subprocess.Popen(self.command, cwd=self.socket_dir, env=self.env, stderr=log)
         deadline = time.monotonic() + timeout
         while not self._accepts_connections():
             if self.process.poll() is not None:
-                log = self.process.stderr.read() if self.process.stderr else ""
-                raise RuntimeError(f"sidecar exited with {self.process.returncode}: {log}")
+                self.wait()
+                raise RuntimeError(f"sidecar exited with {self.process.returncode}: {self.stderr}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"sidecar did not listen on {self.socket_path} within {timeout} s")
             time.sleep(0.02)
@@ -61,15 +68,23 @@ class Sidecar:
 
     def wait(self, timeout: float = 10.0) -> int:
         """Wait for the process to exit and collect its log."""
-        assert self.process is not None
+        assert self.process is not None and self._log_path is not None
         try:
-            _, stderr = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, stderr = self.process.communicate()
+            self.process.wait()
             raise
-        self.stderr = stderr
+        finally:
+            self.stderr = self.read_log()
+            self._log_path.unlink(missing_ok=True)
         return self.process.returncode
+
+    def read_log(self) -> str:
+        """Return what the sidecar has logged so far, or all of it once it has exited."""
+        if self._log_path is None or not self._log_path.exists():
+            return self.stderr
+        return self._log_path.read_text(encoding="utf-8", errors="backslashreplace")
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         assert self.process is not None

@@ -281,9 +281,9 @@ def test_strict_rejects_with_every_problem(tmp_path: pathlib.Path) -> None:
 
     assert str(raised.value) == (
         "the strict pinning policy rejects the pin list: "
+        "impossible to pin 7 on VM where we have only 4; "
         "impossible to pin negative number; "
-        "impossible to pin 9 on host where we have only 8; "
-        "impossible to pin 7 on VM where we have only 4"
+        "impossible to pin 9 on host where we have only 8"
     )
     assert len(raised.value.problems) == 3
 
