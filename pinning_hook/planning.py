@@ -62,8 +62,6 @@ def plan_pins(
 
 def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) -> Problem | None:
     """Return the Problem that keeps the entry from being applied, if any."""
-    floating = f"vCPU {entry.vcpu} floats over {format_cpuset(available)}"
-
     if entry.vcpu >= vcpu_count:
         return Problem(
             code="vcpu-out-of-range",
@@ -75,6 +73,10 @@ def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) 
 
     missing = entry.cpus - available
     if missing:
+        # Formatted only for a rejected entry: `available` may contain hundreds
+        # of CPUs, and formatting it for every entry makes planning
+        # quadratic in the vCPU count.
+        floating = f"vCPU {entry.vcpu} floats over {format_cpuset(available)}"
         return Problem(
             code="cpu-not-available",
             message=f"impossible to pin {min(missing)} on host where we have only {describe_cpus(available)}",
