@@ -23,6 +23,7 @@ MAX_ENTRY_LENGTH = 4096
 # negative-number message rather than the generic one.
 _SINGLE_CPU = re.compile(r"(-?[0-9]+)-(-?[0-9]+)")
 _CPUSET = re.compile(r"(-?[0-9]+):(.*)", re.DOTALL)
+_NEGATIVE_CPUSET = re.compile(r"\s*-[0-9]")
 
 ACCEPTED_FORMS = '"V-P" (vCPU V on host CPU P, such as "0-2") or "V:CPUSET" (such as "1:0-3,^2")'
 
@@ -85,7 +86,7 @@ def parse_entry(raw: str) -> PinEntry | Problem:
     with_set = _CPUSET.fullmatch(text)
     if with_set is not None:
         vcpu_text, cpuset_text = with_set.groups()
-        if vcpu_text.startswith("-") or re.match(r"\s*-[0-9]", cpuset_text):
+        if vcpu_text.startswith("-") or _NEGATIVE_CPUSET.match(cpuset_text):
             return _negative(raw)
         try:
             cpus = parse_cpuset(cpuset_text)
