@@ -17,7 +17,7 @@ END_MARKER = "<!-- bench:end -->"
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
-    """How one measured figure is labelled and printed."""
+    """One measured figure: its key in a run's results, its label, unit and decimal places."""
 
     key: str
     label: str

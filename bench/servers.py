@@ -1,4 +1,4 @@
-"""Servers under test: subprocesses on their own unix sockets, and what /proc says about them."""
+"""Servers under test: subprocesses on their own unix sockets, and their CPU time and memory from /proc."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class Server:
                 except grpc.RpcError:
                     pass
             time.sleep(POLL_SECONDS)
-        raise TimeoutError(f"{self.name} did not answer within {START_TIMEOUT_SECONDS} s; see {self.log.name}")
+        raise TimeoutError(f"{self.name} did not respond within {START_TIMEOUT_SECONDS} s; see {self.log.name}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
