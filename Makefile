@@ -2,7 +2,7 @@
 # make test   run every test, real libvirt and QEMU included
 # make bench  measure latency, memory and start-up (docs/benchmarks.md)
 #
-# Both targets install what they need: Debian packages when missing (this
+# Each target installs what it needs: Debian packages when missing (this
 # needs root), and a virtual environment in .venv for Python.
 
 PYTHON ?= python3

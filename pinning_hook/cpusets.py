@@ -74,6 +74,11 @@ def parse_cpuset(text: str, *, keep_above_limit: bool = False) -> frozenset[int]
 
 def format_cpuset(cpus: Iterable[int]) -> str:
     """Format CPU ids as libvirt and virsh print them: `0-1,4-5`."""
+    if isinstance(cpus, frozenset) and len(cpus) == 1:
+        # A pin to one host CPU, the common case: skip the sort and the scan.
+        (cpu,) = cpus
+        return str(cpu)
+
     ordered = sorted(set(cpus))
     parts: list[str] = []
     index = 0

@@ -186,10 +186,7 @@ def read_guest_topology(tree: etree._ElementTree, vcpu_count: int) -> CpuTopolog
 def write_cputune(tree: etree._ElementTree, tune: CpuTune) -> None:
     """Replace the domain's pin elements with those of `tune`, keeping other `<cputune>` children."""
     desired = {
-        "vcpupin": [
-            etree.Element("vcpupin", vcpu=str(vcpu), cpuset=format_cpuset(cpus))
-            for vcpu, cpus in sorted(tune.vcpu_pins.items())
-        ],
+        "vcpupin": _build_vcpupins(dict(sorted(tune.vcpu_pins.items()))),
         "emulatorpin": []
         if tune.emulator_pin is None
         else [etree.Element("emulatorpin", cpuset=format_cpuset(tune.emulator_pin))],
@@ -231,6 +228,18 @@ def write_cputune(tree: etree._ElementTree, tune: CpuTune) -> None:
     _indent_children(cputune, _indent_unit(root))
 
 
+def _build_vcpupins(pins: Mapping[int, frozenset[int]]) -> list[etree._Element]:
+    """Build one `<vcpupin>` element per pin, in order.
+
+    The elements come from parsing one string, which is about four times
+    faster than creating them one by one, because lxml gives each new
+    element a document of its own. vCPU numbers and cpusets contain only
+    digits, commas and dashes, so they need no escaping.
+    """
+    markup = "".join(f'<vcpupin vcpu="{vcpu}" cpuset="{format_cpuset(cpus)}"/>' for vcpu, cpus in pins.items())
+    return list(etree.fromstring(f"<cputune>{markup}</cputune>", _PARSER))
+
+
 def serialize_domain(tree: etree._ElementTree) -> bytes:
     """Serialise the domain as UTF-8 without an XML declaration, as virt-launcher writes it.
 
@@ -238,9 +247,11 @@ def serialize_domain(tree: etree._ElementTree) -> bytes:
     encoding/xml writes them, so that a diff against virt-launcher's input
     shows only what the rewrite changed.
     """
-    for element in tree.iter():
-        # Comments and processing instructions have a non-string tag.
-        if isinstance(element.tag, str) and element.text is None and len(element) == 0:
+    # Filtering on etree.Element skips comments and processing instructions
+    # in C, which makes this loop more than twice as fast as testing each
+    # node's tag in Python.
+    for element in tree.iter(etree.Element):
+        if element.text is None and len(element) == 0:
             element.text = ""
     return etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
 

@@ -17,13 +17,22 @@ from pinning_hook.errors import HostCpuError, InvalidInput
 
 SYSFS_CPU_ROOT = pathlib.Path("/sys/devices/system/cpu")
 HOST_CPUS_ENV = "PINNING_HOOK_HOST_CPUS"
+# One read returns a whole sysfs attribute, which is at most one page. The
+# bound also fits the longest list libvirt allows: 16384 single ids, 85 KiB.
+SYSFS_READ_BYTES = 128 * 1024
 
 
 def read_online_cpus(sysfs_cpu_root: pathlib.Path = SYSFS_CPU_ROOT) -> frozenset[int]:
     """Read the online CPUs from `<root>/online`, such as `0-3,8-11`."""
     path = sysfs_cpu_root / "online"
     try:
-        text = path.read_text(encoding="ascii")
+        # Every OnDefineDomain call reads this file, and read_text's
+        # text-file layer costs more than the read itself.
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            text = os.read(descriptor, SYSFS_READ_BYTES).decode("ascii")
+        finally:
+            os.close(descriptor)
     except (OSError, UnicodeDecodeError) as error:
         raise HostCpuError(f"cannot read the online host CPUs from {path}: {error}") from error
 

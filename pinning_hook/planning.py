@@ -9,6 +9,7 @@ the domain already had, or else runs on any available host CPU.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 
 from pinning_hook.cpusets import format_cpuset
@@ -67,9 +68,10 @@ def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) 
 
     missing = entry.cpus - available
     if missing:
-        # Formatted only here: it takes about 1 ms for 16384 host CPUs, and
-        # most entries of a flood name vCPUs that the domain does not have.
-        listed = format_cpuset(available)
+        # Formatted only for a rejected entry, and cached: `available` may
+        # hold thousands of CPUs, and formatting it for every entry would
+        # make planning quadratic in the vCPU count.
+        listed = format_available(available)
         return Problem(
             code="cpu-not-available",
             message=f"impossible to pin {min(missing)} on host where we have only {describe_cpus(available)}",
@@ -81,8 +83,15 @@ def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) 
     return None
 
 
+@functools.lru_cache(maxsize=16)
+def format_available(cpus: frozenset[int]) -> str:
+    """Format a set of available CPUs, caching the few sets that one process sees."""
+    return format_cpuset(cpus)
+
+
+@functools.lru_cache(maxsize=16)
 def describe_cpus(cpus: frozenset[int]) -> str:
     """Describe a set of host CPUs by their count, listing them unless they are 0..count-1."""
     if cpus == frozenset(range(len(cpus))):
         return str(len(cpus))
-    return f"{len(cpus)} ({format_cpuset(cpus)})"
+    return f"{len(cpus)} ({format_available(cpus)})"
