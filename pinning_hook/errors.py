@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pinning_hook.problems import Problem
+    from pinning_hook.problems import ProblemList
 
 
 class PinningHookError(Exception):
@@ -36,6 +36,6 @@ class StrictPolicyViolation(InvalidInput):
     start.
     """
 
-    def __init__(self, message: str, problems: tuple[Problem, ...]) -> None:
+    def __init__(self, message: str, problems: ProblemList) -> None:
         super().__init__(message)
         self.problems = problems

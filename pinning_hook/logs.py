@@ -12,10 +12,11 @@ import datetime
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
-from pinning_hook.problems import Problem
+from pinning_hook.problems import Problem, ProblemList
 
 COMPONENT = "pinning-hook"
 LOG_FORMATS = ("json", "text")
@@ -106,25 +107,26 @@ def configure_logging(log_format: str = "json", *, level: int = logging.INFO, st
 
 def log_problems(logger: logging.Logger, problems: Iterable[Problem], fields: Mapping[str, Any]) -> None:
     """Log each problem as a warning, then count those beyond the first few of each kind."""
-    logged: dict[str, int] = {}
-    skipped: dict[str, tuple[int, str]] = {}
+    found = problems if isinstance(problems, ProblemList) else ProblemList(problems)
+    logged: Counter[str] = Counter()
+    examples: dict[str, str] = {}
 
-    for problem in problems:
-        count = logged.get(problem.code, 0)
-        if count >= PROBLEMS_LOGGED_PER_CODE:
-            number, example = skipped.get(problem.code, (0, problem.message))
-            skipped[problem.code] = (number + 1, example)
+    for problem in found:
+        if logged[problem.code] >= PROBLEMS_LOGGED_PER_CODE:
+            examples.setdefault(problem.code, problem.message)
             continue
-        logged[problem.code] = count + 1
+        logged[problem.code] += 1
         logger.warning(
             problem.message,
             extra={"fields": {**fields, "problem": problem.code, "entry": problem.entry, "hint": problem.hint}},
         )
 
-    for code, (number, example) in skipped.items():
-        logger.warning(
-            "%d more problems of this kind were not logged one by one, such as: %s",
-            number,
-            example,
-            extra={"fields": {**fields, "problem": code, "suppressed": number}},
-        )
+    for code in found.codes():
+        suppressed = found.count(code) - logged[code]
+        if suppressed > 0:
+            logger.warning(
+                "%d more problems of this kind were not logged one by one, such as: %s",
+                suppressed,
+                examples[code],
+                extra={"fields": {**fields, "problem": code, "suppressed": suppressed}},
+            )

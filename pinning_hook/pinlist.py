@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 
 from pinning_hook.cpusets import CpusetSyntaxError, parse_cpuset
-from pinning_hook.problems import Problem
+from pinning_hook.problems import Problem, ProblemList
 
 # Longer entries cannot be valid for any host libvirt supports, and the
 # limit keeps int() away from numbers of thousands of digits.
@@ -44,7 +44,7 @@ class PinEntry:
     cpus: frozenset[int]
 
 
-def parse_pin_list(entries: Iterable[str], *, vcpu_count: int | None = None) -> tuple[list[PinEntry], list[Problem]]:
+def parse_pin_list(entries: Iterable[str], *, vcpu_count: int | None = None) -> tuple[list[PinEntry], ProblemList]:
     """Parse the entries in order and return the valid ones with the problems.
 
     When an entry names a vCPU that an earlier entry named too, the later
@@ -54,7 +54,7 @@ def parse_pin_list(entries: Iterable[str], *, vcpu_count: int | None = None) -> 
     problems.
     """
     by_vcpu: dict[int, PinEntry] = {}
-    problems: list[Problem] = []
+    problems = ProblemList()
     cpu_ids = 0
 
     for raw in entries:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from pinning_hook.cpusets import format_cpuset
 from pinning_hook.pinlist import PinEntry, quote, vcpu_out_of_range
-from pinning_hook.problems import Problem
+from pinning_hook.problems import Problem, ProblemList
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Plan:
     available: frozenset[int]
     # vCPU -> host CPUs, in vCPU order, for every vCPU that gets a `<vcpupin>`.
     pins: Mapping[int, frozenset[int]]
-    problems: tuple[Problem, ...] = ()
+    problems: ProblemList = dataclasses.field(default_factory=ProblemList)
 
     def affinity(self, vcpu: int) -> frozenset[int]:
         """Return the host CPUs the vCPU will run on: its pin, or all available CPUs."""
@@ -48,7 +48,7 @@ def plan_pins(
     They stay for every vCPU the entries do not pin successfully.
     """
     pins = dict(existing_pins or {})
-    problems: list[Problem] = []
+    problems = ProblemList()
 
     for entry in entries:
         problem = check_entry(entry, vcpu_count=vcpu_count, available=available)
@@ -58,7 +58,7 @@ def plan_pins(
         pins[entry.vcpu] = entry.cpus
 
     ordered = {vcpu: pins[vcpu] for vcpu in sorted(pins)}
-    return Plan(vcpu_count=vcpu_count, available=available, pins=ordered, problems=tuple(problems))
+    return Plan(vcpu_count=vcpu_count, available=available, pins=ordered, problems=problems)
 
 
 def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) -> Problem | None:

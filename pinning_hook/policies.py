@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from pinning_hook.cpusets import format_cpuset
-from pinning_hook.problems import Problem
+from pinning_hook.problems import Problem, ProblemList
 from pinning_hook.topology import HostTopology
 from pinning_hook.vmi import CpuTopology
 
@@ -153,17 +153,19 @@ def _free_host_cores(cpus: frozenset[int], host: HostTopology) -> list[frozenset
 MAX_STRICT_MESSAGE_CHARACTERS = 4000
 
 
-def strict_message(problems: Iterable[Problem]) -> str:
+def strict_message(problems: ProblemList) -> str:
     """Build the status message that rejects a VM under the strict policy.
 
     It lists the problems in the log's wording, as many as fit in
     MAX_STRICT_MESSAGE_CHARACTERS, then counts the rest.
     """
-    messages = [problem.message for problem in problems]
     text = "the strict pinning policy rejects the pin list: "
-    for index, message in enumerate(messages):
+    for index, problem in enumerate(problems):
         separator = "; " if index else ""
-        if len(text) + len(separator) + len(message) > MAX_STRICT_MESSAGE_CHARACTERS:
-            return f"{text}; and {len(messages) - index} more (see the hook sidecar's log)"
-        text += separator + message
+        if len(text) + len(separator) + len(problem.message) > MAX_STRICT_MESSAGE_CHARACTERS:
+            return f"{text}; and {len(problems) - index} more (see the hook sidecar's log)"
+        text += separator + problem.message
+    shown = len(list(problems))
+    if shown < len(problems):
+        text += f"; and {len(problems) - shown} more (see the hook sidecar's log)"
     return text

@@ -15,7 +15,7 @@ from pinning_hook.cpusets import format_cpuset
 from pinning_hook.errors import StrictPolicyViolation
 from pinning_hook.host import HostCpuSource
 from pinning_hook.policies import Policy
-from pinning_hook.problems import Problem
+from pinning_hook.problems import Problem, ProblemList
 from pinning_hook.vmi import Vmi
 
 
@@ -27,7 +27,7 @@ class Outcome:
     vmi: Vmi
     # None when the VMI requests no pin and the domain was passed through.
     plan: planning.Plan | None
-    problems: tuple[Problem, ...]
+    problems: ProblemList
     policy: Policy = Policy.FLOAT
     # Whether the output differs from the input; when it does not, the
     # output is the input's very bytes.
@@ -44,7 +44,7 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
     """
     policy, policy_problem = policies.parse_policy(vmi.policy)
     if not vmi.requests_pinning:
-        return Outcome(domain_xml=domain_xml, vmi=vmi, plan=None, problems=vmi.problems, policy=policy)
+        return Outcome(domain_xml=domain_xml, vmi=vmi, plan=None, problems=ProblemList(vmi.problems), policy=policy)
 
     tree = domainxml.parse_domain(domain_xml)
     current = domainxml.read_cputune(tree)
@@ -69,13 +69,11 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
         existing_emulator=current.emulator_pin,
         existing_iothreads=current.iothread_pins,
     )
-    problems: list[Problem] = [
-        *vmi.problems,
-        *([policy_problem] if policy_problem else []),
-        *parse_problems,
-        *plan.problems,
-        *threads.problems,
-    ]
+    problems = ProblemList(vmi.problems)
+    if policy_problem is not None:
+        problems.append(policy_problem)
+    for found in (parse_problems, plan.problems, threads.problems):
+        problems.extend(found)
 
     topology = host.topology()
     if policy is Policy.AUTO:
@@ -83,17 +81,17 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
         floating = [vcpu for vcpu in range(vcpu_count) if vcpu not in plan.pins]
         chosen, auto_problems = policies.assign_free_cpus(floating, free=available - taken, guest=guest, host=topology)
         plan = dataclasses.replace(plan, pins={**plan.pins, **chosen})
-        problems += auto_problems
+        problems.extend(auto_problems)
 
-    problems += advisories.check_pins(plan.pins, guest=guest, host=topology)
+    problems.extend(advisories.check_pins(plan.pins, guest=guest, host=topology))
     if vmi.migration_target:
-        problems += _migration_problems(entries, available)
+        problems.extend(_migration_problems(entries, available))
 
-    rejected = tuple(problem for problem in problems if not problem.advisory)
-    if policy is Policy.STRICT and rejected:
+    rejected = problems.rejections()
+    if policy is Policy.STRICT and len(rejected):
         raise StrictPolicyViolation(policies.strict_message(rejected), problems=rejected)
 
-    plan = dataclasses.replace(plan, pins=dict(sorted(plan.pins.items())), problems=tuple(problems))
+    plan = dataclasses.replace(plan, pins=dict(sorted(plan.pins.items())), problems=problems)
     wanted = domainxml.CpuTune(vcpu_pins=plan.pins, emulator_pin=threads.emulator, iothread_pins=threads.iothreads)
     if wanted == current:
         # Nothing to change: hand back the caller's bytes, not a re-serialisation.

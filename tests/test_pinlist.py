@@ -94,7 +94,7 @@ def test_list_sorted_by_vcpu() -> None:
     entries, problems = parse_pin_list(["1-3", "0-2"])
 
     assert [entry.vcpu for entry in entries] == [0, 1]
-    assert problems == []
+    assert list(problems) == []
 
 
 def test_list_duplicate_vcpu_last_wins() -> None:

@@ -15,7 +15,7 @@ def test_basic_pins() -> None:
     result = plan(["0-2", "1-3"])
 
     assert result.pins == {0: frozenset({2}), 1: frozenset({3})}
-    assert result.problems == ()
+    assert len(result.problems) == 0
 
 
 def test_unnamed_vcpu_floats() -> None:
