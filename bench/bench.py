@@ -44,7 +44,8 @@ from servers import (
     status_mib,
 )
 
-from pinning_hook import hostcpus, rewrite, vmi
+from pinning_hook import rewrite, vmi
+from pinning_hook.host import HostCpuSource
 
 BENCH_DIR = REPO_ROOT / "bench"
 FIXTURES_DIR = BENCH_DIR / "fixtures"
@@ -193,9 +194,8 @@ class Case:
 
 def make_case(domain_xml: bytes, vmi_json: bytes, host_cpus: frozenset[int] | None) -> Case:
     """Compute the expected reply in this process, and check that it pins something."""
-    available = (lambda: host_cpus) if host_cpus is not None else hostcpus.detect_available_cpus
-    outcome = rewrite.rewrite_domain(domain_xml, vmi.parse_vmi_json(vmi_json), available)
-    if not outcome.changed or outcome.problems:
+    outcome = rewrite.rewrite_domain(domain_xml, vmi.parse_vmi_json(vmi_json), HostCpuSource(override=host_cpus))
+    if not outcome.changed or len(outcome.problems.rejections()):
         raise RuntimeError(
             "the benchmark input must be pinned without problems on this machine; "
             f"got changed={outcome.changed}, problems={[problem.message for problem in outcome.problems]}"

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pinning_hook import hostcpus, rewrite, vmi
+from pinning_hook import rewrite, vmi
+from pinning_hook.host import HostCpuSource
 
 
 def main() -> int:
@@ -22,7 +23,7 @@ def main() -> int:
     arguments = parser.parse_args()
 
     instance = vmi.parse_vmi_json(arguments.vmi.encode())
-    outcome = rewrite.rewrite_domain(arguments.domain.encode(), instance, hostcpus.detect_available_cpus)
+    outcome = rewrite.rewrite_domain(arguments.domain.encode(), instance, HostCpuSource())
     for problem in outcome.problems:
         print(f"{problem.message} ({problem.hint})", file=sys.stderr)
     sys.stdout.buffer.write(outcome.domain_xml)

@@ -23,20 +23,26 @@ def check_pins(pins: Mapping[int, frozenset[int]], *, guest: CpuTopology, host: 
 def _split_guest_cores(pins: Mapping[int, frozenset[int]], guest: CpuTopology, host: HostTopology) -> list[Problem]:
     if guest.threads < 2 or not host.siblings:
         return []
+    if not frozenset().union(*pins.values()) & host.siblings.keys():
+        return []
+    guest_cores: dict[int, list[int]] = {}
+    for vcpu in sorted(pins):
+        guest_cores.setdefault(vcpu // guest.threads, []).append(vcpu)
+
     problems = []
-    first_vcpus = sorted({vcpu - vcpu % guest.threads for vcpu in pins})
-    for first in first_vcpus:
-        siblings = [vcpu for vcpu in range(first, first + guest.threads) if vcpu in pins]
+    for siblings in guest_cores.values():
         if len(siblings) < 2:
             continue
-        cores = {min(host.core_of(cpu)) for vcpu in siblings for cpu in pins[vcpu]}
-        if len(cores) > 1:
-            cpus = format_cpuset(set().union(*(pins[vcpu] for vcpu in siblings)))
+        cpus_used = frozenset().union(*(pins[vcpu] for vcpu in siblings))
+        if not cpus_used <= host.siblings.keys():
+            # A CPU outside sysfs (given with --host-cpus) has no known core.
+            continue
+        if len({min(host.core_of(cpu)) for cpu in cpus_used}) > 1:
             problems.append(
                 Problem(
                     code="guest-siblings-split",
                     message=f"vCPUs {format_cpuset(siblings)} are thread siblings in the guest, "
-                    f"but host CPUs {cpus} are not SMT siblings",
+                    f"but host CPUs {format_cpuset(cpus_used)} are not SMT siblings",
                     hint="pin guest thread siblings to the thread_siblings_list of one host core"
                     if host.has_smt
                     else "this host has no SMT; give the guest one thread per core",
@@ -62,15 +68,28 @@ def _numa_spread(pins: Mapping[int, frozenset[int]], host: HostTopology) -> list
 
 def _shared_cpus(pins: Mapping[int, frozenset[int]]) -> list[Problem]:
     """Report each host CPU that is the whole pin of one vCPU and within the pin of another."""
-    owners: dict[int, list[int]] = {}
-    for vcpu, cpus in sorted(pins.items()):
-        for cpu in cpus:
-            owners.setdefault(cpu, []).append(vcpu)
+    # Only a CPU that is some vCPU's whole pin can be reported, so the
+    # search starts from those: a one-to-one pin list costs one pass.
+    singles = [cpus for cpus in pins.values() if len(cpus) == 1]
+    if len(singles) == len(pins) and len(frozenset().union(*singles)) == len(singles):
+        return []
+
+    exclusive: dict[int, list[int]] = {}
+    for vcpu, cpus in pins.items():
+        if len(cpus) == 1:
+            exclusive.setdefault(next(iter(cpus)), []).append(vcpu)
+    if not exclusive:
+        return []
+
+    sharing = {cpu: list(vcpus) for cpu, vcpus in exclusive.items()}
+    for vcpu, cpus in pins.items():
+        if len(cpus) > 1:
+            for cpu in cpus & exclusive.keys():
+                sharing[cpu].append(vcpu)
 
     problems = []
-    for cpu, vcpus in sorted(owners.items()):
-        exclusive = [vcpu for vcpu in vcpus if pins[vcpu] == frozenset({cpu})]
-        if len(vcpus) > 1 and exclusive:
+    for cpu, vcpus in sorted(sharing.items()):
+        if len(vcpus) > 1:
             problems.append(
                 Problem(
                     code="shared-cpu",

@@ -29,6 +29,9 @@ MAX_PIN_LIST_CPU_IDS = 65536
 # The minus signs are matched only so that "-1-2" and "1--2" get the
 # negative-number message rather than the generic one.
 _SINGLE_CPU = re.compile(r"(-?[0-9]+)-(-?[0-9]+)")
+# The common case, "V-P" with short numbers and no surrounding space, which
+# needs none of the checks below.
+_PLAIN_SINGLE_CPU = re.compile(r"([0-9]{1,9})-([0-9]{1,9})")
 _CPUSET = re.compile(r"(-?[0-9]+):(.*)", re.DOTALL)
 _NEGATIVE_CPUSET = re.compile(r"\s*-[0-9]")
 
@@ -98,6 +101,10 @@ def parse_pin_list(entries: Iterable[str], *, vcpu_count: int | None = None) -> 
 
 def parse_entry(raw: str) -> PinEntry | Problem:
     """Parse one entry into a PinEntry, or return the Problem that rejects it."""
+    plain = _PLAIN_SINGLE_CPU.fullmatch(raw)
+    if plain is not None:
+        return PinEntry(raw, int(plain[1]), frozenset((int(plain[2]),)))
+
     text = raw.strip()
     if len(text) > MAX_ENTRY_LENGTH:
         return _invalid(raw, f"the entry is longer than {MAX_ENTRY_LENGTH} characters")
