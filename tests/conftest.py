@@ -106,12 +106,7 @@ def build_domain(
         f'\t<vcpu placement="static">{vcpus}</vcpu>',
     ]
     if enabled_vcpus is not None:
-        lines.append("\t<vcpus>")
-        for vcpu in range(vcpus):
-            enabled = "yes" if vcpu < enabled_vcpus else "no"
-            hotpluggable = "no" if vcpu == 0 else "yes"
-            lines.append(f'\t\t<vcpu id="{vcpu}" enabled="{enabled}" hotpluggable="{hotpluggable}"></vcpu>')
-        lines.append("\t</vcpus>")
+        lines += hotplug_vcpus(vcpus, enabled_vcpus, indent="\t")
     if iothreads:
         lines.append(f"\t<iothreads>{iothreads}</iothreads>")
     if cputune:
@@ -120,6 +115,20 @@ def build_domain(
         lines.append("\t</cputune>")
     lines.append("</domain>")
     return "\n".join(lines).encode()
+
+
+def hotplug_vcpus(vcpus: int, enabled_vcpus: int, *, indent: str = "") -> list[str]:
+    """Return the lines of a `<vcpus>` list as KubeVirt writes it for vCPU hotplug.
+
+    vCPU 0 is always online and not hotpluggable; vCPUs from `enabled_vcpus` on are offline.
+    """
+    lines = [f"{indent}<vcpus>"]
+    for vcpu in range(vcpus):
+        enabled = "yes" if vcpu < enabled_vcpus else "no"
+        hotpluggable = "no" if vcpu == 0 else "yes"
+        lines.append(f'{indent * 2}<vcpu id="{vcpu}" enabled="{enabled}" hotpluggable="{hotpluggable}"></vcpu>')
+    lines.append(f"{indent}</vcpus>")
+    return lines
 
 
 def make_sysfs(

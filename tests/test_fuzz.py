@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import PIN_LIST_ANNOTATION
+from conftest import PIN_LIST_ANNOTATION, hotplug_vcpus
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from inprocess import call_raw, serve_in_process
@@ -90,12 +90,7 @@ def domains(draw: st.DrawFn, *, dedicated: bool = False) -> bytes:
     current_attribute = f' current="{current}"' if hotplug else ""
     lines.append(f'<vcpu placement="static"{current_attribute}>{vcpus}</vcpu>')
     if hotplug:
-        lines.append("<vcpus>")
-        for vcpu in range(vcpus):
-            enabled = "yes" if vcpu < current else "no"
-            hotpluggable = "no" if vcpu == 0 else "yes"
-            lines.append(f'<vcpu id="{vcpu}" enabled="{enabled}" hotpluggable="{hotpluggable}"></vcpu>')
-        lines.append("</vcpus>")
+        lines += hotplug_vcpus(vcpus, current)
 
     # With dedicatedCpuPlacement, KubeVirt pins every vCPU to one exclusive CPU.
     if dedicated:
