@@ -31,7 +31,7 @@ EXIT_INVALID_INPUT = 2
 EXIT_MISMATCH = 1
 EXIT_VERIFY_ERROR = 2
 
-# virt-launcher tells sockets apart by file name, so two sidecars in one
+# virt-launcher distinguishes sockets by file name, so two sidecars in one
 # pod need two names. The container name (hook-sidecar-0, hook-sidecar-1,
 # ...) is unique in the pod: put it in CONTAINER_NAME, or pass --socket-name.
 CONTAINER_NAME_ENV = "CONTAINER_NAME"

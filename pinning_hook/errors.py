@@ -19,7 +19,7 @@ class PinningHookError(Exception):
 class InvalidInput(PinningHookError, ValueError):
     """The VMI, the domain XML, the pin list or an option value is malformed.
 
-    The message names the value and says what is expected instead. The
+    The message names the value and states what is expected instead. The
     server returns it to virt-launcher as INVALID_ARGUMENT.
     """
 
@@ -32,7 +32,7 @@ class StrictPolicyViolation(InvalidInput):
     """The strict policy rejects a pin list that has problems.
 
     The message lists the problems in the wording of the sidecar's log, so
-    that virt-launcher's log and the VMI's events say why the VM did not
+    that virt-launcher's log and the VMI's events show why the VM did not
     start.
     """
 

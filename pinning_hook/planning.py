@@ -85,7 +85,7 @@ def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) 
 
 @functools.lru_cache(maxsize=16)
 def format_available(cpus: frozenset[int]) -> str:
-    """Format a set of available CPUs, caching the few sets that one process sees."""
+    """Format a set of available CPUs, caching the few sets that one process handles."""
     return format_cpuset(cpus)
 
 

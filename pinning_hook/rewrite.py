@@ -77,9 +77,11 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
 
     topology = host.topology()
     if policy is Policy.AUTO:
-        taken = set().union(*plan.pins.values(), threads.emulator or (), *threads.iothreads.values())
+        pinned_cpus = set().union(*plan.pins.values(), threads.emulator or (), *threads.iothreads.values())
         floating = [vcpu for vcpu in range(vcpu_count) if vcpu not in plan.pins]
-        chosen, auto_problems = policies.assign_free_cpus(floating, free=available - taken, guest=guest, host=topology)
+        chosen, auto_problems = policies.assign_free_cpus(
+            floating, free=available - pinned_cpus, guest=guest, host=topology
+        )
         plan = dataclasses.replace(plan, pins={**plan.pins, **chosen})
         problems.extend(auto_problems)
 
@@ -92,12 +94,12 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
         raise StrictPolicyViolation(policies.strict_message(rejected), problems=rejected)
 
     plan = dataclasses.replace(plan, pins=dict(sorted(plan.pins.items())), problems=problems)
-    wanted = domainxml.CpuTune(vcpu_pins=plan.pins, emulator_pin=threads.emulator, iothread_pins=threads.iothreads)
-    if wanted == current:
+    result = domainxml.CpuTune(vcpu_pins=plan.pins, emulator_pin=threads.emulator, iothread_pins=threads.iothreads)
+    if result == current:
         # Nothing to change: hand back the caller's bytes, not a re-serialisation.
         return Outcome(domain_xml=domain_xml, vmi=vmi, plan=plan, problems=plan.problems, policy=policy)
 
-    domainxml.write_cputune(tree, wanted)
+    domainxml.write_cputune(tree, result)
     return Outcome(
         domain_xml=domainxml.serialize_domain(tree),
         vmi=vmi,

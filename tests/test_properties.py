@@ -132,7 +132,7 @@ def test_rewrite_properties(scenario: dict[str, Any], virt: Any) -> None:
 
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(scenario=scenarios())
-def test_auto_leaves_no_vcpu_floating_while_cpus_are_free(scenario: dict[str, Any]) -> None:
+def test_auto_floats_only_when_cpus_run_out(scenario: dict[str, Any]) -> None:
     scenario = {**scenario, "policy": "auto", "dedicated": False, "existing": "", "emulator": None}
     domain_xml = build_domain(
         scenario["vcpus"], sockets=scenario["sockets"], cores=scenario["cores"], threads=scenario["threads"]
