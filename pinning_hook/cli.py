@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pinning_hook import __version__, hostcpus, logs
+from pinning_hook.cpusets import format_cpuset
+from pinning_hook.errors import PinningHookError
 
 if TYPE_CHECKING:
     from pinning_hook.rewrite import Outcome
@@ -49,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve KubeVirt's hook API on a unix socket")
     serve.add_argument(
         "--socket-dir",
-        type=pathlib.Path,
-        default=pathlib.Path("/var/run/kubevirt-hooks"),
+        # A str, not a Path: Path("") would turn an empty value into ".".
+        default="/var/run/kubevirt-hooks",
         help="directory for the socket, the one virt-launcher scans (default: %(default)s)",
     )
     serve.add_argument(
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure_logging(arguments.log_format, level=logging.INFO)
 
     # Imported late so that `--help` and argument errors stay fast.
-    from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError
+    from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError, StrictPolicyViolation
 
     try:
         if arguments.command == "serve":
@@ -139,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_verify(arguments, sys.stdin, sys.stdout)
         return run_plan(arguments, sys.stdout)
     except InvalidInput as error:
+        if isinstance(error, StrictPolicyViolation):
+            # The server logs each problem with its hint before rejecting; so does the CLI.
+            logs.log_problems(logger, error.problems, {})
         logger.error("%s", error)
         return EXIT_VERIFY_ERROR if arguments.command == "verify" else EXIT_INVALID_INPUT
     except (HostCpuError, PinningHookError) as error:
@@ -158,20 +163,44 @@ def run_serve(arguments: argparse.Namespace) -> int:
 
     container = os.environ.get(CONTAINER_NAME_ENV, "")
     default_name = f"{server.HOOK_NAME}-{container}.sock" if container else f"{server.HOOK_NAME}.sock"
-    socket_name = arguments.socket_name or default_name
+    socket_name = default_name if arguments.socket_name is None else arguments.socket_name
     if "/" in socket_name or socket_name in {"", ".", ".."}:
         from pinning_hook.errors import InvalidInput
 
         raise InvalidInput(f"--socket-name {socket_name!r} must be a plain file name, such as 'pinning-hook.sock'")
 
+    if not arguments.socket_dir:
+        from pinning_hook.errors import InvalidInput
+
+        raise InvalidInput("--socket-dir is empty; give the directory virt-launcher scans, /var/run/kubevirt-hooks")
+
     versions = tuple(dict.fromkeys(arguments.versions)) if arguments.versions else tuple(server.HOOK_VERSIONS)
+    host_cpus = _host_cpus_option(arguments)
+    _warn_offline_host_cpus(host_cpus)
     settings = server.ServerSettings(
-        socket_dir=arguments.socket_dir,
+        socket_dir=pathlib.Path(arguments.socket_dir),
         socket_name=socket_name,
         versions=versions,
-        host_cpus=_host_cpus_option(arguments),
+        host_cpus=host_cpus,
     )
     return server.serve(settings)
+
+
+def _warn_offline_host_cpus(host_cpus: frozenset[int] | None) -> None:
+    """Warn when --host-cpus names CPUs that are not online here: pins to them make QEMU fail."""
+    if host_cpus is None:
+        return
+    try:
+        online = hostcpus.read_online_cpus()
+    except PinningHookError:
+        return
+    offline = host_cpus - online
+    if offline:
+        logger.warning(
+            "--host-cpus names host CPUs %s that are not online on this node; a pin to them makes QEMU fail "
+            "to start with 'cannot set CPU affinity'",
+            format_cpuset(offline),
+        )
 
 
 def run_plan(arguments: argparse.Namespace, out: TextIO) -> int:
@@ -197,7 +226,10 @@ def run_verify(arguments: argparse.Namespace, stdin: TextIO, out: TextIO) -> int
     from pinning_hook.verification import find_mismatches
 
     if (arguments.connect is None) != (arguments.domain is None):
-        raise InvalidInput("--connect and --domain go together: give both to ask libvirt, or neither to read stdin")
+        raise InvalidInput(
+            "--connect and --domain go together: give both to ask libvirt, or neither to read stdin; "
+            "a domain XML file goes to --domain-xml"
+        )
     if arguments.connect is None and stdin.isatty():
         raise InvalidInput(
             "verify reads `virsh vcpupin DOMAIN` output on stdin: pipe it in, "

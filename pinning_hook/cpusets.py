@@ -14,6 +14,9 @@ from collections.abc import Iterable
 # to 1024 (VIR_DOMAIN_CPUMASK_LEN in domain_conf.h). So no cpuset that
 # libvirt accepts names a larger id.
 MAX_CPU_ID = 16383
+# A vCPU count beyond the size of libvirt's CPU masks is no real VM, and
+# planning millions of vCPUs would stall the call.
+MAX_VCPUS = MAX_CPU_ID + 1
 
 # With keep_above_limit, the longest number accepted; int() itself stops at 4300 digits.
 _MAX_DIGITS = 64

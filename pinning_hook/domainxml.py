@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from pinning_hook.cpusets import MAX_CPU_ID, CpusetSyntaxError, format_cpuset, parse_cpuset
+from pinning_hook.cpusets import MAX_VCPUS, CpusetSyntaxError, format_cpuset, parse_cpuset
 from pinning_hook.errors import InvalidInput
 from pinning_hook.vmi import CpuTopology, Vmi
 
@@ -23,9 +23,6 @@ from pinning_hook.vmi import CpuTopology, Vmi
 # and even one with hundreds of disks and vCPU pins stays below 1 MiB.
 MAX_DOMAIN_XML_BYTES = 8 * 1024 * 1024
 
-# A vCPU count beyond the size of libvirt's CPU masks is no real VM, and
-# planning millions of vCPUs would stall the call.
-MAX_VCPUS = MAX_CPU_ID + 1
 
 # libvirt reads the <vcpu> count and the vcpu attribute of <vcpupin> as
 # unsigned int: libvirt 9.0.0 rejects 4294967296 in both.

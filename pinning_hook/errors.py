@@ -23,6 +23,11 @@ class InvalidInput(PinningHookError, ValueError):
     server returns it to virt-launcher as INVALID_ARGUMENT.
     """
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        # Log fields known where the error arose, such as the VMI's name.
+        self.fields: dict[str, str] = {}
+
 
 class HostCpuError(PinningHookError):
     """The host CPUs that pins may use cannot be determined."""

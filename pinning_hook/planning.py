@@ -41,17 +41,21 @@ def plan_pins(
     vcpu_count: int,
     available: frozenset[int],
     existing_pins: Mapping[int, frozenset[int]] | None = None,
+    unpinned: str = "",
 ) -> Plan:
     """Check each entry against the domain and the host, and build the Plan.
 
     `existing_pins` are the `<vcpupin>` elements the domain already has.
     They stay for every vCPU the entries do not pin successfully.
+    `unpinned` says, for the hints, what happens to a vCPU left without a
+    pin under the policy in force; by default it floats.
     """
     pins = dict(existing_pins or {})
     problems = ProblemList()
 
     for entry in entries:
-        problem = check_entry(entry, vcpu_count=vcpu_count, available=available)
+        fallback = _fallback(entry.vcpu, pins.get(entry.vcpu), available, unpinned)
+        problem = check_entry(entry, vcpu_count=vcpu_count, available=available, fallback=fallback)
         if problem is not None:
             problems.append(problem)
             continue
@@ -61,22 +65,37 @@ def plan_pins(
     return Plan(vcpu_count=vcpu_count, available=available, pins=ordered, problems=problems)
 
 
-def check_entry(entry: PinEntry, *, vcpu_count: int, available: frozenset[int]) -> Problem | None:
-    """Return the Problem that keeps the entry from being applied, if any."""
+def _fallback(vcpu: int, existing: frozenset[int] | None, available: frozenset[int], unpinned: str) -> str:
+    """Describe what happens to a vCPU whose entry is rejected."""
+    if existing is not None:
+        return f"vCPU {vcpu} keeps its pin {format_cpuset(existing)}"
+    if unpinned:
+        return f"vCPU {vcpu} {unpinned}"
+    # Formatted only for a rejected entry, and cached: `available` may hold
+    # thousands of CPUs, and formatting it for every entry would make
+    # planning quadratic in the vCPU count.
+    return f"vCPU {vcpu} floats over {format_available(available)}"
+
+
+def check_entry(
+    entry: PinEntry, *, vcpu_count: int, available: frozenset[int], fallback: str | None = None
+) -> Problem | None:
+    """Return the Problem that keeps the entry from being applied, if any.
+
+    `fallback` describes what happens to the vCPU instead, for the hint.
+    """
     if entry.vcpu >= vcpu_count:
         return vcpu_out_of_range(entry, vcpu_count)
 
     missing = entry.cpus - available
     if missing:
-        # Formatted only for a rejected entry, and cached: `available` may
-        # hold thousands of CPUs, and formatting it for every entry would
-        # make planning quadratic in the vCPU count.
         listed = format_available(available)
+        if fallback is None:
+            fallback = _fallback(entry.vcpu, None, available, "")
         return Problem(
             code="cpu-not-available",
             message=f"impossible to pin {min(missing)} on host where we have only {describe_cpus(available)}",
-            hint=f"entry {quote(entry.text)} is ignored and vCPU {entry.vcpu} floats over {listed}; "
-            f"pin it to one of {listed}",
+            hint=f"entry {quote(entry.text)} is ignored and {fallback}; pin it to one of {listed}",
             entry=entry.text,
             vcpu=entry.vcpu,
         )

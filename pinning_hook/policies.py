@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from pinning_hook.cpusets import format_cpuset
+from pinning_hook.pinlist import quote
 from pinning_hook.problems import Problem, ProblemList
 from pinning_hook.topology import HostTopology
 from pinning_hook.vmi import CpuTopology
@@ -80,7 +81,8 @@ def assign_free_cpus(
             Problem(
                 code="auto-exhausted",
                 message=f"no free host CPU left for vCPUs {format_cpuset(unplaced)}; they float",
-                hint=f"pin them explicitly, or free host CPUs; free CPUs were {format_cpuset(free) or 'none'}",
+                hint="pin them explicitly or free host CPUs; before the auto policy ran, the free CPUs were "
+                f"{format_cpuset(free) or 'none'}",
             )
         )
     return assigned, problems
@@ -162,9 +164,12 @@ def strict_message(problems: ProblemList) -> str:
     text = "the strict pinning policy rejects the pin list: "
     for index, problem in enumerate(problems):
         separator = "; " if index else ""
-        if len(text) + len(separator) + len(problem.message) > MAX_STRICT_MESSAGE_CHARACTERS:
+        item = problem.message
+        if problem.entry is not None and problem.entry not in item:
+            item += f" (entry {quote(problem.entry)})"
+        if len(text) + len(separator) + len(item) > MAX_STRICT_MESSAGE_CHARACTERS:
             return f"{text}; and {len(problems) - index} more (see the hook sidecar's log)"
-        text += separator + problem.message
+        text += separator + item
     shown = len(list(problems))
     if shown < len(problems):
         text += f"; and {len(problems) - shown} more (see the hook sidecar's log)"

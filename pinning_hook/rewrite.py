@@ -60,7 +60,13 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
         available = host.available()
 
     entries, parse_problems = pinlist.parse_pin_list(vmi.pin_list or (), vcpu_count=vcpu_count)
-    plan = planning.plan_pins(entries, vcpu_count=vcpu_count, available=available, existing_pins=current.vcpu_pins)
+    plan = planning.plan_pins(
+        entries,
+        vcpu_count=vcpu_count,
+        available=available,
+        existing_pins=current.vcpu_pins,
+        unpinned=_UNPINNED.get(policy, ""),
+    )
     threads = threadpins.plan_thread_pins(
         vmi.emulator_pin,
         vmi.iothread_pins,
@@ -108,6 +114,14 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
         policy=policy,
         changed=True,
     )
+
+
+# What happens to a vCPU without a pin, per policy, for the hints; under
+# float it floats over the available CPUs, which planning writes itself.
+_UNPINNED = {
+    Policy.STRICT: "stays unpinned, so the strict policy stops the VM",
+    Policy.AUTO: "gets a free host CPU from the auto policy",
+}
 
 
 def _migration_problems(entries: list[pinlist.PinEntry], available: frozenset[int]) -> list[Problem]:

@@ -146,6 +146,7 @@ class HookServicer:
             logger.error("OnDefineDomain rejected by the strict policy: %s", error, extra={"fields": fields})
             return grpc.StatusCode.INVALID_ARGUMENT, f"{HOOK_NAME}: {error}", None
         except InvalidInput as error:
+            fields.update({key: value for key, value in error.fields.items() if key not in fields})
             text = shorten(str(error), MAX_ERROR_TEXT_LENGTH)
             logger.error("OnDefineDomain rejected invalid input: %s", text, extra={"fields": fields})
             return grpc.StatusCode.INVALID_ARGUMENT, f"{HOOK_NAME}: {text}", None
@@ -260,6 +261,8 @@ def _unary(
 
 def check_socket_dir(socket_dir: pathlib.Path) -> None:
     """Raise ServeError unless the socket directory exists and is writable."""
+    if socket_dir.exists() and not socket_dir.is_dir():
+        raise ServeError(f"socket directory {str(socket_dir)!r} is not a directory; pass a directory to --socket-dir")
     if not socket_dir.is_dir():
         raise ServeError(
             f"socket directory {str(socket_dir)!r} does not exist; create it or pass --socket-dir "

@@ -44,7 +44,13 @@ def plan_thread_pins(
     iothreads = dict(existing_iothreads)
 
     if emulator_text is not None:
-        cpus = _checked_cpuset(emulator_text, f"the annotation {EMULATOR_PIN_ANNOTATION}", available, problems)
+        cpus = _checked_cpuset(
+            emulator_text,
+            f"the annotation {EMULATOR_PIN_ANNOTATION}",
+            available,
+            problems,
+            entry=f"emulatorpin {emulator_text}",
+        )
         if cpus is not None:
             emulator = cpus
 
@@ -68,19 +74,24 @@ def plan_thread_pins(
                     code="iothread-not-found",
                     message=f"impossible to pin IO thread {iothread} on VM where we have only "
                     f"{_describe_iothreads(iothread_ids)}",
-                    hint=f"entry {quote(raw)} is ignored; pin one of the domain's IO threads",
+                    hint=f"entry {quote(raw)} is ignored; IO threads count from 1, and this domain has "
+                    f"{format_cpuset(iothread_ids) or 'none'}",
                     entry=raw,
                 )
             )
             continue
-        cpus = _checked_cpuset(match.group(2), f"iothreadpin entry {quote(raw)}", available, problems)
+        cpus = _checked_cpuset(
+            match.group(2), f"iothreadpin entry {quote(raw)}", available, problems, entry=f"iothreadpin {raw}"
+        )
         if cpus is not None:
             iothreads[iothread] = cpus
 
     return ThreadPins(emulator=emulator, iothreads=iothreads, problems=tuple(problems))
 
 
-def _checked_cpuset(text: str, where: str, available: frozenset[int], problems: list[Problem]) -> frozenset[int] | None:
+def _checked_cpuset(
+    text: str, where: str, available: frozenset[int], problems: list[Problem], *, entry: str
+) -> frozenset[int] | None:
     """Parse a cpuset and check it against the available CPUs, appending any Problem."""
     try:
         cpus = parse_cpuset(text, keep_above_limit=True)
@@ -90,7 +101,7 @@ def _checked_cpuset(text: str, where: str, available: frozenset[int], problems: 
                 code="invalid-entry",
                 message=f"invalid cpuset in {where}: {error}",
                 hint="write a libvirt cpuset such as '0-1' or '0-3,^2'",
-                entry=text,
+                entry=entry,
             )
         )
         return None
@@ -101,7 +112,7 @@ def _checked_cpuset(text: str, where: str, available: frozenset[int], problems: 
                 code="empty-cpuset",
                 message=f"invalid cpuset in {where}: its exclusions leave no host CPU",
                 hint="name at least one host CPU that is not excluded",
-                entry=text,
+                entry=entry,
             )
         )
         return None
@@ -113,7 +124,7 @@ def _checked_cpuset(text: str, where: str, available: frozenset[int], problems: 
                 code="cpu-not-available",
                 message=f"impossible to pin {min(missing)} on host where we have only {describe_cpus(available)}",
                 hint=f"{where} is ignored; use CPUs from {format_cpuset(available)}",
-                entry=text,
+                entry=entry,
             )
         )
         return None

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pinning_hook.cpusets import MAX_VCPUS
 from pinning_hook.errors import InvalidInput
 from pinning_hook.problems import Problem
 
@@ -22,6 +23,7 @@ PIN_LIST_ANNOTATION = "cpu-pinning.vm.kubevirt.io/pinning"
 POLICY_ANNOTATION = "cpu-pinning.vm.kubevirt.io/policy"
 EMULATOR_PIN_ANNOTATION = "cpu-pinning.vm.kubevirt.io/emulatorpin"
 IOTHREAD_PIN_ANNOTATION = "cpu-pinning.vm.kubevirt.io/iothreadpin"
+ANNOTATIONS = (PIN_LIST_ANNOTATION, POLICY_ANNOTATION, EMULATOR_PIN_ANNOTATION, IOTHREAD_PIN_ANNOTATION)
 # The pin-list field of KubeVirt builds that carry it. Upstream KubeVirt
 # prunes unknown spec fields, hence the annotation.
 PIN_LIST_FIELD = "spec.domain.cpu.pinning"
@@ -99,9 +101,37 @@ def parse_vmi_json(data: bytes) -> Vmi:
 
 
 def read_vmi(document: object) -> Vmi:
-    """Read a VMI, or a VirtualMachine's template, already decoded from JSON or YAML."""
+    """Read a VMI, or a VirtualMachine's template, already decoded from JSON or YAML.
+
+    An InvalidInput raised here carries the VMI's namespace, name and uid in
+    `fields` when they could be read, so that the rejection is logged with them.
+    """
     vmi = _mapping(document, "the VMI")
-    if vmi.get("kind") == "VirtualMachine":
+    try:
+        return _read_vmi(vmi)
+    except InvalidInput as error:
+        error.fields.update(_identity(vmi))
+        raise
+
+
+def _identity(vmi: Mapping[str, Any]) -> dict[str, str]:
+    """Return whichever of namespace, name and uid the VMI's metadata has as strings."""
+    metadata = vmi.get("metadata")
+    if not isinstance(metadata, dict):
+        return {}
+    return {key: value for key in ("namespace", "name", "uid") if isinstance(value := metadata.get(key), str)}
+
+
+def _read_vmi(vmi: Mapping[str, Any]) -> Vmi:
+    kind = vmi.get("kind")
+    if kind is not None and kind not in ("VirtualMachineInstance", "VirtualMachine"):
+        raise InvalidInput(
+            f"the manifest is a {str(kind)[:40]!r}, not a VirtualMachineInstance or VirtualMachine; "
+            "give the VMI or VirtualMachine that carries the pin list"
+        )
+    problems: list[Problem] = []
+    if kind == "VirtualMachine":
+        problems += _misplaced_annotations(vmi)
         vmi = _vmi_from_virtual_machine(vmi)
 
     metadata = _mapping(vmi.get("metadata", {}), "metadata")
@@ -112,7 +142,6 @@ def read_vmi(document: object) -> Vmi:
 
     from_annotation = _pin_list_from_annotation(annotations)
     from_field = _pin_list_from_field(cpu)
-    problems: list[Problem] = []
     if from_annotation is not None and from_field is not None:
         problems.append(
             Problem(
@@ -144,6 +173,28 @@ def read_vmi(document: object) -> Vmi:
         topology=_topology(cpu, domain),
         problems=tuple(problems),
     )
+
+
+def _misplaced_annotations(vm: Mapping[str, Any]) -> list[Problem]:
+    """Warn about pinning annotations on a VirtualMachine's own metadata.
+
+    KubeVirt copies only spec.template.metadata.annotations to the VMI, so
+    annotations on the VirtualMachine itself never reach the sidecar.
+    """
+    metadata = vm.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict):
+        return []
+    keys = [key for key in ANNOTATIONS if key in annotations]
+    return [
+        Problem(
+            code="misplaced-annotation",
+            message=f"the annotation {key} is on the VirtualMachine's metadata, which KubeVirt does not copy "
+            "to the VMI",
+            hint="move it to spec.template.metadata.annotations",
+        )
+        for key in keys
+    ]
 
 
 def _vmi_from_virtual_machine(vm: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -228,12 +279,18 @@ def _topology(cpu: Mapping[str, Any], domain: Mapping[str, Any]) -> CpuTopology:
         if cores is not None:
             counts["cores"] = cores
 
-    return CpuTopology(
+    topology = CpuTopology(
         sockets=counts.get("sockets", 1),
         cores=counts.get("cores", 1),
         threads=counts.get("threads", 1),
         max_sockets=counts.get("maxSockets"),
     )
+    if topology.vcpu_count > MAX_VCPUS:
+        raise InvalidInput(
+            f"spec.domain.cpu gives {topology.vcpu_count} vCPUs (sockets or maxSockets × cores × threads), "
+            f"above the limit of {MAX_VCPUS}"
+        )
+    return topology
 
 
 _QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m?)")
@@ -265,8 +322,10 @@ def _load_json(text: str, where: str, *, expected: str = "") -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
+        # An annotation is short and written by hand, so show it; a whole VMI is not.
+        shown = f" in {text[:60]!r}" if expected else ""
         raise InvalidInput(
-            f"{where} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}{advice}"
+            f"{where} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}{shown}{advice}"
         ) from error
     except RecursionError as error:
         # The decoder recurses once per nested array or object.

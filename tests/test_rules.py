@@ -281,9 +281,9 @@ def test_strict_rejects_with_every_problem(tmp_path: pathlib.Path) -> None:
 
     assert str(raised.value) == (
         "the strict pinning policy rejects the pin list: "
-        "impossible to pin 7 on VM where we have only 4; "
-        "impossible to pin negative number; "
-        "impossible to pin 9 on host where we have only 8"
+        "impossible to pin 7 on VM where we have only 4 (entry '7-1'); "
+        "impossible to pin negative number (entry '-1-1'); "
+        "impossible to pin 9 on host where we have only 8 (entry '0-9')"
     )
     assert len(raised.value.problems) == 3
 
@@ -410,3 +410,40 @@ def test_floating_affinity_is_available_set(tmp_path: pathlib.Path) -> None:
 
     assert plan is not None
     assert format_cpuset(plan.affinity(1)) == "0-1,4-5"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "cpu", "cputune", "hint_end"),
+    [
+        ({}, {}, "", "vCPU 0 floats over 0-7; pin it to one of 0-7"),
+        ({POLICY: "auto"}, {}, "", "vCPU 0 gets a free host CPU from the auto policy; pin it to one of 0-7"),
+        (
+            {},
+            {"dedicatedCpuPlacement": True},
+            '<vcpupin vcpu="0" cpuset="4"></vcpupin>\n<vcpupin vcpu="1" cpuset="5"></vcpupin>',
+            "vCPU 0 keeps its pin 4; pin it to one of 4-5",
+        ),
+    ],
+    ids=["float", "auto", "dedicated"],
+)
+def test_rejected_entry_hint_follows_policy(
+    tmp_path: pathlib.Path, annotations: dict[str, str], cpu: dict[str, Any], cputune: str, hint_end: str
+) -> None:
+    case = Case("hint", ["0-9"], {}, vcpus=2, annotations=annotations, cpu=cpu, domain={"cputune": cputune})
+
+    problem = next(iter(run(case, tmp_path).problems))
+
+    assert problem.hint.endswith(hint_end)
+
+
+def test_rejected_vmi_carries_identity() -> None:
+    document = make_vmi(None, annotations={"cpu-pinning.vm.kubevirt.io/pinning": "nope"})
+
+    with pytest.raises(InvalidInput) as raised:
+        parse_vmi_json(json.dumps(document).encode())
+
+    assert raised.value.fields == {
+        "namespace": "default",
+        "name": "fedora-pinned",
+        "uid": "3b0e9ae2-55a5-4a7c-9d62-0c1f6a1c4e21",
+    }

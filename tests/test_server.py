@@ -100,7 +100,7 @@ def test_three_messages_logged_verbatim(tmp_path: pathlib.Path, launcher_domain:
             assert pins_in(output) == {1: "3"}
     running_records = running.log_records()
 
-    warnings = [record for record in running_records if record["level"] == "warning"]
+    warnings = [record for record in running_records if record["level"] == "warning" and "problem" in record]
     # Problems with the entry alone come first, in entry order, then those
     # that depend on the host CPUs.
     assert [record["msg"] for record in warnings] == [
@@ -236,7 +236,9 @@ def test_missing_socket_dir_fails(tmp_path: pathlib.Path) -> None:
 def test_host_cpus_from_environment(tmp_path: pathlib.Path, launcher_domain: bytes) -> None:
     with Sidecar(tmp_path, env={"PINNING_HOOK_HOST_CPUS": "0-1,4-5"}) as running:
         running.client().on_define_domain(launcher_domain, vmi_bytes(["0-2"], cores=4))
-    messages = [record["msg"] for record in running.log_records() if record["level"] == "warning"]
+    messages = [
+        record["msg"] for record in running.log_records() if record["level"] == "warning" and "problem" in record
+    ]
 
     assert messages == ["impossible to pin 2 on host where we have only 4 (0-1,4-5)"]
 
@@ -252,11 +254,31 @@ def test_strict_policy_fails_call(tmp_path: pathlib.Path, launcher_domain: bytes
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details() == (
         "pinning-hook: the strict pinning policy rejects the pin list: "
-        "impossible to pin 9 on VM where we have only 4; impossible to pin 7 on host where we have only 4"
+        "impossible to pin 9 on VM where we have only 4 (entry '9-1'); "
+        "impossible to pin 7 on host where we have only 4 (entry '0-7')"
     )
     assert pins_in(output) == {0: "2"}
-    warnings = [record["msg"] for record in running.log_records() if record["level"] == "warning"]
+    warnings = [
+        record["msg"] for record in running.log_records() if record["level"] == "warning" and "problem" in record
+    ]
     assert warnings == [
         "impossible to pin 9 on VM where we have only 4",
         "impossible to pin 7 on host where we have only 4",
     ]
+
+
+def test_rejection_logged_with_vmi_identity(tmp_path: pathlib.Path, launcher_domain: bytes) -> None:
+    broken = {"cpu-pinning.vm.kubevirt.io/pinning": "0-2"}
+    with Sidecar(tmp_path, "--host-cpus", "0-3") as running:
+        with pytest.raises(grpc.RpcError):
+            running.client().on_define_domain(launcher_domain, vmi_bytes(None, annotations=broken))
+    records = [record for record in running.log_records() if record["msg"].startswith("OnDefineDomain")]
+
+    assert [record["msg"].split(":")[0] for record in records] == [
+        "OnDefineDomain rejected invalid input",
+        "OnDefineDomain failed",
+    ]
+    for record in records:
+        assert record["namespace"] == "default"
+        assert record["name"] == "fedora-pinned"
+        assert record["uid"] == "3b0e9ae2-55a5-4a7c-9d62-0c1f6a1c4e21"

@@ -171,6 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shutdown", action="store_true", help="call Shutdown afterwards (v1alpha3)")
     arguments = parser.parse_args(argv)
+    try:
+        return _call(arguments)
+    except grpc.RpcError as error:
+        print(f"error: the sidecar returned {error.code().name}: {error.details()}", file=sys.stderr)
+    except (OSError, TimeoutError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
+def _call(arguments: argparse.Namespace) -> int:
 
     client = LauncherClient(find_socket(arguments.hooks_dir))
     info = client.info()
