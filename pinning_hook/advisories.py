@@ -23,20 +23,19 @@ def check_pins(pins: Mapping[int, frozenset[int]], *, guest: CpuTopology, host: 
 def _split_guest_cores(pins: Mapping[int, frozenset[int]], guest: CpuTopology, host: HostTopology) -> list[Problem]:
     if guest.threads < 2 or not host.siblings:
         return []
-    if not frozenset().union(*pins.values()) & host.siblings.keys():
-        return []
+    # A CPU outside sysfs (given with --host-cpus) has no known core, so
+    # only guest cores whose pins all lie within sysfs can be judged.
+    known = host.siblings.keys()
     guest_cores: dict[int, list[int]] = {}
     for vcpu in sorted(pins):
         guest_cores.setdefault(vcpu // guest.threads, []).append(vcpu)
+    unknown_cores = {vcpu // guest.threads for vcpu, cpus in pins.items() if not cpus <= known}
 
     problems = []
-    for siblings in guest_cores.values():
-        if len(siblings) < 2:
+    for core, siblings in guest_cores.items():
+        if len(siblings) < 2 or core in unknown_cores:
             continue
         cpus_used = frozenset().union(*(pins[vcpu] for vcpu in siblings))
-        if not cpus_used <= host.siblings.keys():
-            # A CPU outside sysfs (given with --host-cpus) has no known core.
-            continue
         if len({min(host.core_of(cpu)) for cpu in cpus_used}) > 1:
             problems.append(
                 Problem(

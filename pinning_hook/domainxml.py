@@ -214,8 +214,9 @@ def write_cputune(tree: etree._ElementTree, tune: CpuTune) -> None:
     for index, tag in enumerate(_PIN_TAGS):
         if tag in placed:
             continue
-        earlier = [position for position, child in enumerate(result) if child.tag in _PIN_TAGS[:index]]
-        position = earlier[-1] + 1 if earlier else 0
+        # After the last element of an earlier kind, else first.
+        earlier = _PIN_TAGS[:index]
+        position = next((len(result) - i for i, child in enumerate(reversed(result)) if child.tag in earlier), 0)
         result[position:position] = desired[tag]
 
     for child in children:

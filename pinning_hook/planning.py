@@ -54,8 +54,9 @@ def plan_pins(
     problems = ProblemList()
 
     for entry in entries:
-        fallback = _fallback(entry.vcpu, pins.get(entry.vcpu), available, unpinned)
-        problem = check_entry(entry, vcpu_count=vcpu_count, available=available, fallback=fallback)
+        problem = check_entry(
+            entry, vcpu_count=vcpu_count, available=available, existing=pins.get(entry.vcpu), unpinned=unpinned
+        )
         if problem is not None:
             problems.append(problem)
             continue
@@ -78,11 +79,17 @@ def _fallback(vcpu: int, existing: frozenset[int] | None, available: frozenset[i
 
 
 def check_entry(
-    entry: PinEntry, *, vcpu_count: int, available: frozenset[int], fallback: str | None = None
+    entry: PinEntry,
+    *,
+    vcpu_count: int,
+    available: frozenset[int],
+    existing: frozenset[int] | None = None,
+    unpinned: str = "",
 ) -> Problem | None:
     """Return the Problem that keeps the entry from being applied, if any.
 
-    `fallback` describes what happens to the vCPU instead, for the hint.
+    `existing` and `unpinned` describe, for the hint, what happens to the
+    vCPU instead; see plan_pins.
     """
     if entry.vcpu >= vcpu_count:
         return vcpu_out_of_range(entry, vcpu_count)
@@ -90,8 +97,7 @@ def check_entry(
     missing = entry.cpus - available
     if missing:
         listed = format_available(available)
-        if fallback is None:
-            fallback = _fallback(entry.vcpu, None, available, "")
+        fallback = _fallback(entry.vcpu, existing, available, unpinned)
         return Problem(
             code="cpu-not-available",
             message=f"impossible to pin {min(missing)} on host where we have only {describe_cpus(available)}",
