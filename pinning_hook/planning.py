@@ -47,8 +47,8 @@ def plan_pins(
 
     `existing_pins` are the `<vcpupin>` elements the domain already has.
     They stay for every vCPU the entries do not pin successfully.
-    `unpinned` says, for the hints, what happens to a vCPU left without a
-    pin under the policy in force; by default it floats.
+    `unpinned` describes, for the hints, what happens to a vCPU left without
+    a pin under the policy in force. By default it floats.
     """
     pins = dict(existing_pins or {})
     problems = ProblemList()

@@ -116,7 +116,7 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
     )
 
 
-# What happens to a vCPU without a pin, per policy, for the hints; under
+# The fate of a vCPU without a pin under each policy, for the hints. Under
 # float it floats over the available CPUs, which planning writes itself.
 _UNPINNED = {
     Policy.STRICT: "stays unpinned, so the strict policy stops the VM",

@@ -23,7 +23,7 @@ UNKNOWN = -1
 
 @dataclasses.dataclass(frozen=True)
 class HostTopology:
-    """Where each online host CPU sits: its SMT siblings, package and NUMA node."""
+    """The placement of each online host CPU: its SMT siblings, package and NUMA node."""
 
     # Host CPU -> the CPUs sharing its physical core, itself included.
     siblings: Mapping[int, frozenset[int]]
@@ -41,12 +41,12 @@ class HostTopology:
         return self.siblings.get(cpu, frozenset({cpu}))
 
     def locality_of(self, cpu: int) -> int:
-        """The NUMA node of a CPU, or its package when NUMA is unknown."""
+        """Return the NUMA node of a CPU, or its package when NUMA is unknown."""
         node = self.numa_node.get(cpu, UNKNOWN)
         return node if node != UNKNOWN else self.package.get(cpu, UNKNOWN)
 
     def nodes_of(self, cpus: Iterable[int]) -> frozenset[int]:
-        """The known NUMA nodes that these CPUs belong to."""
+        """Return the known NUMA nodes that these CPUs belong to."""
         return frozenset(node for cpu in cpus if (node := self.numa_node.get(cpu, UNKNOWN)) != UNKNOWN)
 
 
