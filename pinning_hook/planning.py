@@ -54,6 +54,10 @@ def plan_pins(
     problems = ProblemList()
 
     for entry in entries:
+        # The common case, checked inline: a long list is mostly valid entries.
+        if entry.vcpu < vcpu_count and entry.cpus <= available:
+            pins[entry.vcpu] = entry.cpus
+            continue
         problem = check_entry(
             entry, vcpu_count=vcpu_count, available=available, existing=pins.get(entry.vcpu), unpinned=unpinned
         )
