@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pinning_hook import __version__, hostcpus, logs
 from pinning_hook.cpusets import format_cpuset
-from pinning_hook.errors import PinningHookError
+from pinning_hook.errors import InvalidInput, PinningHookError, StrictPolicyViolation
 
 if TYPE_CHECKING:
     from pinning_hook.rewrite import Outcome
@@ -131,9 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     logs.configure_logging(arguments.log_format, level=logging.INFO)
 
-    # Imported late so that `--help` and argument errors stay fast.
-    from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError, StrictPolicyViolation
-
     try:
         if arguments.command == "serve":
             return run_serve(arguments)
@@ -146,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logs.log_problems(logger, error.problems, {})
         logger.error("%s", error)
         return EXIT_VERIFY_ERROR if arguments.command == "verify" else EXIT_INVALID_INPUT
-    except (HostCpuError, PinningHookError) as error:
+    except PinningHookError as error:
         logger.error("%s", error)
         return EXIT_VERIFY_ERROR if arguments.command == "verify" else EXIT_CANNOT_RUN
 
@@ -165,13 +162,9 @@ def run_serve(arguments: argparse.Namespace) -> int:
     default_name = f"{server.HOOK_NAME}-{container}.sock" if container else f"{server.HOOK_NAME}.sock"
     socket_name = default_name if arguments.socket_name is None else arguments.socket_name
     if "/" in socket_name or socket_name in {"", ".", ".."}:
-        from pinning_hook.errors import InvalidInput
-
         raise InvalidInput(f"--socket-name {socket_name!r} must be a plain file name, such as 'pinning-hook.sock'")
 
     if not arguments.socket_dir:
-        from pinning_hook.errors import InvalidInput
-
         raise InvalidInput("--socket-dir is empty; give the directory virt-launcher scans, /var/run/kubevirt-hooks")
 
     versions = tuple(dict.fromkeys(arguments.versions)) if arguments.versions else tuple(server.HOOK_VERSIONS)
@@ -222,7 +215,6 @@ def run_plan(arguments: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_verify(arguments: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
-    from pinning_hook.errors import InvalidInput
     from pinning_hook.verification import find_mismatches
 
     if (arguments.connect is None) != (arguments.domain is None):
@@ -277,8 +269,6 @@ def _rewrite_for_manifest(arguments: argparse.Namespace) -> Outcome:
 
 
 def _read_domain_xml(path: pathlib.Path) -> bytes:
-    from pinning_hook.errors import InvalidInput
-
     try:
         return path.read_bytes()
     except OSError as error:
@@ -287,8 +277,6 @@ def _read_domain_xml(path: pathlib.Path) -> bytes:
 
 def _load_manifest(path: pathlib.Path) -> Any:
     """Load a YAML or JSON manifest; JSON is YAML too, so one loader serves both."""
-    from pinning_hook.errors import InvalidInput
-
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:

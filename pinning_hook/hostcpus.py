@@ -44,7 +44,11 @@ def read_online_cpus(sysfs_cpu_root: pathlib.Path = SYSFS_CPU_ROOT) -> frozenset
 
 def detect_available_cpus(sysfs_cpu_root: pathlib.Path = SYSFS_CPU_ROOT) -> frozenset[int]:
     """Return the online CPUs that this process may also run on."""
-    online = read_online_cpus(sysfs_cpu_root)
+    return available_within(read_online_cpus(sysfs_cpu_root))
+
+
+def available_within(online: frozenset[int]) -> frozenset[int]:
+    """Return the CPUs of `online` that this process may run on, raising HostCpuError if none."""
     available = online & frozenset(os.sched_getaffinity(0))
     if not available:
         raise HostCpuError(

@@ -170,7 +170,7 @@ def strict_message(problems: ProblemList) -> str:
         if len(text) + len(separator) + len(item) > MAX_STRICT_MESSAGE_CHARACTERS:
             return f"{text}; and {len(problems) - index} more (see the hook sidecar's log)"
         text += separator + item
-    shown = len(list(problems))
-    if shown < len(problems):
-        text += f"; and {len(problems) - shown} more (see the hook sidecar's log)"
+    listed = len(list(problems))
+    if listed < len(problems):
+        text += f"; and {len(problems) - listed} more (see the hook sidecar's log)"
     return text

@@ -45,10 +45,10 @@ class ProblemList:
     in memory, and the sidecar may be capped at 64M.
     """
 
-    __slots__ = ("_kept", "_counts", "_advisory_codes")
+    __slots__ = ("_retained", "_counts", "_advisory_codes")
 
     def __init__(self, problems: Iterable[Problem] = ()) -> None:
-        self._kept: list[Problem] = []
+        self._retained: list[Problem] = []
         self._counts: Counter[str] = Counter()
         self._advisory_codes: set[str] = set()
         self.extend(problems)
@@ -58,7 +58,7 @@ class ProblemList:
         if problem.advisory:
             self._advisory_codes.add(problem.code)
         if self._counts[problem.code] <= KEPT_PER_CODE:
-            self._kept.append(problem)
+            self._retained.append(problem)
 
     def extend(self, problems: Iterable[Problem]) -> None:
         """Add problems; from another ProblemList, its counted problems count here too."""
@@ -68,22 +68,22 @@ class ProblemList:
             return
 
         self._advisory_codes |= problems._advisory_codes
-        for problem in problems._kept:
-            kept_here = sum(1 for mine in self._kept if mine.code == problem.code)
+        for problem in problems._retained:
+            kept_here = sum(1 for mine in self._retained if mine.code == problem.code)
             if kept_here < KEPT_PER_CODE:
-                self._kept.append(problem)
+                self._retained.append(problem)
         self._counts.update(problems._counts)
 
     def __iter__(self) -> Iterator[Problem]:
         """Iterate over the problems kept in full."""
-        return iter(self._kept)
+        return iter(self._retained)
 
     def __len__(self) -> int:
         """Return the number of problems found, counted ones included."""
         return sum(self._counts.values())
 
     def __getitem__(self, index: int) -> Problem:
-        return self._kept[index]
+        return self._retained[index]
 
     def count(self, code: str) -> int:
         """Return how many problems of this kind were found."""
@@ -96,7 +96,7 @@ class ProblemList:
     def rejections(self) -> ProblemList:
         """Return the problems that are not advisories, with their counts."""
         result = ProblemList()
-        result._kept = [problem for problem in self._kept if not problem.advisory]
+        result._retained = [problem for problem in self._retained if not problem.advisory]
         result._counts = Counter(
             {code: count for code, count in self._counts.items() if code not in self._advisory_codes}
         )

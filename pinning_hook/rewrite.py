@@ -40,7 +40,8 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
     Without a pin request the input bytes are returned unchanged. Raises
     InvalidInput for a malformed domain, StrictPolicyViolation when the
     strict policy meets a problem, and HostCpuError when the host CPUs
-    cannot be read. Under the other policies, problems never raise.
+    cannot be read. Under the other policies, problems with entries are
+    returned in the Outcome, not raised.
     """
     policy, policy_problem = policies.parse_policy(vmi.policy)
     if not vmi.requests_pinning:
@@ -56,8 +57,9 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
         # to the compute container's exclusive CPUs. Those pins are the
         # sidecar's only view of that container's cpuset.
         available = frozenset().union(*current.vcpu_pins.values())
+        topology = host.topology()
     else:
-        available = host.available()
+        available, topology = host.read()
 
     entries, parse_problems = pinlist.parse_pin_list(vmi.pin_list or (), vcpu_count=vcpu_count)
     plan = planning.plan_pins(
@@ -81,7 +83,6 @@ def rewrite_domain(domain_xml: bytes, vmi: Vmi, host: HostCpuSource) -> Outcome:
     for found in (parse_problems, plan.problems, threads.problems):
         problems.extend(found)
 
-    topology = host.topology()
     if policy is Policy.AUTO:
         pinned_cpus = set().union(*plan.pins.values(), threads.emulator or (), *threads.iothreads.values())
         floating = [vcpu for vcpu in range(vcpu_count) if vcpu not in plan.pins]

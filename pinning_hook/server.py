@@ -36,6 +36,7 @@ from pinning_hook.cpusets import format_cpuset
 from pinning_hook.errors import HostCpuError, InvalidInput, PinningHookError, StrictPolicyViolation
 from pinning_hook.host import HostCpuSource
 from pinning_hook.logs import log_problems, shorten
+from pinning_hook.planning import format_available
 from pinning_hook.rewrite import Outcome, rewrite_domain
 from pinning_hook.vmi import parse_vmi_json
 
@@ -127,7 +128,7 @@ class HookServicer:
                     **fields,
                     "outcome": _describe(outcome),
                     "pins": _pins_text(outcome),
-                    "availableCpus": format_cpuset(outcome.plan.available) if outcome.plan else "",
+                    "availableCpus": format_available(outcome.plan.available) if outcome.plan else "",
                     "problems": len(outcome.problems),
                     "durationMs": duration_ms,
                 }

@@ -59,12 +59,12 @@ def read_host_topology(sysfs_cpu_root: pathlib.Path = SYSFS_CPU_ROOT) -> HostTop
     The result is cached per root and set of online CPUs, so CPU hotplug
     is seen on the next call.
     """
-    online = read_online_cpus(sysfs_cpu_root)
-    return _read_cached(sysfs_cpu_root, online)
+    return topology_of(sysfs_cpu_root, read_online_cpus(sysfs_cpu_root))
 
 
 @functools.lru_cache(maxsize=8)
-def _read_cached(sysfs_cpu_root: pathlib.Path, online: frozenset[int]) -> HostTopology:
+def topology_of(sysfs_cpu_root: pathlib.Path, online: frozenset[int]) -> HostTopology:
+    """Read the topology of the given online CPUs, cached per root and CPU set."""
     siblings: dict[int, frozenset[int]] = {}
     package: dict[int, int] = {}
     for cpu in sorted(online):

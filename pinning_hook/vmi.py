@@ -323,9 +323,9 @@ def _load_json(text: str, where: str, *, expected: str = "") -> object:
         return json.loads(text)
     except json.JSONDecodeError as error:
         # An annotation is short and written by hand, so show it; a whole VMI is not.
-        shown = f" in {text[:60]!r}" if expected else ""
+        excerpt = f" in {text[:60]!r}" if expected else ""
         raise InvalidInput(
-            f"{where} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}{shown}{advice}"
+            f"{where} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}{excerpt}{advice}"
         ) from error
     except RecursionError as error:
         # The decoder recurses once per nested array or object.

@@ -36,7 +36,7 @@ class Sidecar:
         # installed package, which carries the generated stubs, and not the
         # source tree.
         # The log goes to a file opened for appending, not to a pipe: a pipe
-        # that nobody reads fills up after 64 KiB and then blocks the
+        # that no process reads fills up after 64 KiB and then blocks the
         # sidecar's logging.
         descriptor, log_name = tempfile.mkstemp(prefix="pinning-hook-log-")
         os.close(descriptor)

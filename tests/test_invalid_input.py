@@ -19,6 +19,7 @@ from launcher_client import LauncherClient, encode_bytes_fields
 
 from pinning_hook import server
 from pinning_hook.host import HostCpuSource
+from pinning_hook.topology import HostTopology
 
 DOMAIN = (GOLDEN_DIR / "launcher-4vcpu.xml").read_bytes()
 SMALL_DOMAIN = b"<domain><vcpu>2</vcpu></domain>"
@@ -228,7 +229,7 @@ def test_undecodable_request_rejected(socket_dir: pathlib.Path, method: str, req
 class BrokenHostSource(HostCpuSource):
     """A host-CPU source that fails with an error that no code expects."""
 
-    def available(self) -> frozenset[int]:
+    def read(self) -> tuple[frozenset[int], HostTopology]:
         raise RuntimeError("host CPU source broke")
 
 

@@ -83,4 +83,4 @@ def test_unreadable_sysfs_gives_no_topology(tmp_path: pathlib.Path) -> None:
     source = HostCpuSource(override=frozenset({0}), sysfs_cpu_root=tmp_path / "missing")
 
     assert source.topology() == NO_TOPOLOGY
-    assert source.available() == frozenset({0})
+    assert source.read() == (frozenset({0}), NO_TOPOLOGY)
