@@ -49,6 +49,7 @@ class Sidecar:
                 self.wait()
                 raise RuntimeError(f"sidecar exited with {self.process.returncode}: {self.stderr}")
             if time.monotonic() > deadline:
+                self.stop()
                 raise TimeoutError(f"sidecar did not listen on {self.socket_path} within {timeout} s")
             time.sleep(0.02)
         return self
@@ -99,5 +100,6 @@ class Sidecar:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
+        # Also after the process exited by itself, so that its log file is removed.
+        if self.process is not None and self._log_path is not None and self._log_path.exists():
             self.stop()
